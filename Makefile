@@ -1,0 +1,56 @@
+# Time Machine: `make run` serves, `make test` proves it. `make help` lists the rest.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUF := node_modules/.bin/buf
+
+export TM_GRPC_ADDRESS ?= 127.0.0.1:50051
+export TM_DATA_DIR ?= .data
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@echo "==> creating virtualenv in $(VENV) and installing pinned dependencies"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@touch $@
+
+venv: $(STAMP) ## Create the virtualenv with pinned dependencies
+
+proto: $(STAMP) ## Regenerate generated/ from proto/
+	@$(PY) scripts/gen_proto.py generated
+
+proto-check: $(STAMP) ## Fail if generated/ is not what proto/ produces
+	@$(PY) scripts/gen_proto.py --check generated
+
+run: proto-check ## Start embedded PostgreSQL and S3 (unless configured), migrate, serve
+	@exec $(PY) -m server
+
+migrate: proto-check ## Apply migrations to the configured (or embedded) database
+	@$(PY) -m server --migrate-only
+
+test: proto-check ## Run every test against real PostgreSQL, S3 and gRPC
+	@$(PY) -m pytest
+
+bench: proto-check ## Run the benchmarks; writes bench/results.json
+	@$(PY) -m bench
+
+$(BUF):
+	@npm install --silent --no-audit --no-fund --no-save @bufbuild/buf@1.75.0 >/dev/null
+
+lint: $(STAMP) $(BUF) ## ruff, mypy and buf lint
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+	@cd proto && ../$(BUF) lint
+
+clean: ## Remove the virtualenv (data in TM_DATA_DIR is kept)
+	rm -rf $(VENV) node_modules
+
+.PHONY: help venv proto proto-check run migrate test bench lint clean

@@ -1,0 +1,1 @@
+"""gRPC transport for Time Machine: bootstrap, servicer, interceptors."""

@@ -1,0 +1,71 @@
+"""`python -m server`: set up the stores, migrate, serve until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from server.app import App
+from server.bootstrap import Runtime
+from service.config import Settings
+from service.errors import ConfigurationError, Unavailable
+
+log = logging.getLogger("timemachine")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m server", description="Time Machine gRPC server")
+    parser.add_argument("--migrate-only", action="store_true", help="apply migrations and exit")
+    args = parser.parse_args()
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("timemachine.access").setLevel(logging.WARNING if settings.log_level == "INFO" else settings.log_level)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    runtime = Runtime(settings)
+    app: App | None = None
+    try:
+        runtime.start_stores()
+        runtime.migrate()
+        if args.migrate_only:
+            return 0
+        stores = runtime.open()
+        app = App(settings, stores)
+        app.start()
+        host = settings.grpc_address.rsplit(":", 1)[0]
+        log.info("serving Time Machine on %s (port %d)", settings.grpc_address, app.port)
+        print(
+            f"\nTime Machine is serving on {settings.grpc_address}. Try:\n"
+            f"  grpcurl -plaintext {host}:{app.port} list\n"
+            f"  grpcurl -plaintext -H 'x-tenant-id: 00000000-0000-4000-8000-000000000001' "
+            f"-H 'x-user-id: 00000000-0000-4000-8000-000000000002' "
+            f"-d '{{\"chat_id\": \"00000000-0000-4000-8000-0000000000c1\", \"role\": \"MESSAGE_ROLE_USER\", "
+            f"\"content\": \"hello\"}}' {host}:{app.port} timemachine.v1.TimeMachineService/SaveMessage\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        stop.wait()
+        log.info("shutting down: health NOT_SERVING, finishing in-flight calls")
+        return 0
+    except (ConfigurationError, Unavailable) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    finally:
+        if app is not None:
+            app.stop()
+        runtime.stop()
+        log.info("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Wiring: the product over its stores, and the gRPC server around it."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from generated.timemachine.v1 import service_pb2, service_pb2_grpc
+from server.identity import Authenticator
+from server.interceptor import SERVICE, ServiceInterceptor
+from server.servicer import Product, TimeMachineServicer
+from service.config import Settings
+from service.database import Database
+from service.history import History
+from service.restore import Restorer
+from service.timeline import Reader
+from service.vault import Vault
+from service.verify import Verifier
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Stores:
+    db: Database
+    vault: Vault
+
+
+def build_product(settings: Settings, stores: Stores) -> Product:
+    return Product(
+        history=History(stores.db, settings.max_message_bytes),
+        reader=Reader(stores.db),
+        restorer=Restorer(stores.db),
+        verifier=Verifier(stores.db),
+    )
+
+
+class App:
+    """A started gRPC server with health and reflection."""
+
+    def __init__(self, settings: Settings, stores: Stores, address: str | None = None) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.health = health.HealthServicer()
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
+            interceptors=[ServiceInterceptor(Authenticator(settings.auth_mode, settings.jwt_secret))],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        service_pb2_grpc.add_TimeMachineServiceServicer_to_server(
+            TimeMachineServicer(build_product(settings, stores)), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names: list[Any] = [
+            service_pb2.DESCRIPTOR.services_by_name["TimeMachineService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, self.server)
+        self.port = self.server.add_insecure_port(address or settings.grpc_address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {address or settings.grpc_address}")
+
+    def start(self) -> None:
+        self.server.start()
+        for name in ("", SERVICE):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Health goes NOT_SERVING, new calls are refused, in-flight calls finish."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()

@@ -1,0 +1,69 @@
+"""Bring the stores up (embedded or configured), migrate, and tear them down."""
+
+from __future__ import annotations
+
+import logging
+
+from server.app import Stores
+from server.embedded import EmbeddedPostgres, EmbeddedS3
+from service import migrations
+from service.config import Settings
+from service.database import Database
+from service.vault import Vault, make_client
+
+log = logging.getLogger("timemachine")
+
+
+class Runtime:
+    """Everything the server needs besides gRPC, started in order, stopped in reverse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.postgres: EmbeddedPostgres | None = None
+        self.s3: EmbeddedS3 | None = None
+        self.database_url = settings.database_url or ""
+        self.s3_url = settings.s3_endpoint_url
+        self.stores: Stores | None = None
+
+    def start_stores(self) -> None:
+        s = self.settings
+        if not s.database_url:
+            self.postgres = EmbeddedPostgres(s.data_dir)
+            log.info("embedded PostgreSQL in %s", self.postgres.pgdata)
+            self.database_url = self.postgres.start()
+        else:
+            log.info("using PostgreSQL from TM_DATABASE_URL")
+        if not s.s3_endpoint_url:
+            self.s3 = EmbeddedS3(s.data_dir)
+            self.s3_url = self.s3.start()
+            log.info("embedded S3 (SeaweedFS) at %s, data in %s", self.s3_url, self.s3.dir)
+        else:
+            log.info("using S3 at %s", s.s3_endpoint_url)
+
+    def migrate(self) -> list[str]:
+        applied = migrations.apply(self.database_url)
+        log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
+        return applied
+
+    def open(self) -> Stores:
+        s = self.settings
+        db = Database(self.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        db.open()
+        if self.s3 is not None:
+            client = make_client(self.s3_url, self.s3.access_key, self.s3.secret_key)
+        else:
+            client = make_client(self.s3_url)
+        vault = Vault(client, s.s3_bucket)
+        vault.open()
+        log.info("vault bucket %s is versioned", s.s3_bucket)
+        self.stores = Stores(db=db, vault=vault)
+        return self.stores
+
+    def stop(self) -> None:
+        if self.stores is not None:
+            self.stores.db.close()
+            self.stores = None
+        if self.s3 is not None:
+            self.s3.stop()
+        if self.postgres is not None:
+            self.postgres.stop()

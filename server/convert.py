@@ -1,0 +1,119 @@
+"""Translation between proto messages and the product's records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from generated.timemachine.v1 import resources_pb2 as pb
+from service import models
+
+ROLE_FROM_PROTO = {
+    pb.MESSAGE_ROLE_USER: models.Role.USER,
+    pb.MESSAGE_ROLE_ASSISTANT: models.Role.ASSISTANT,
+    pb.MESSAGE_ROLE_SYSTEM: models.Role.SYSTEM,
+}
+ROLE_TO_PROTO = {role.value: value for value, role in ROLE_FROM_PROTO.items()}
+SCOPE_FROM_PROTO = {
+    pb.RESTORE_SCOPE_FULL_CHAT: models.Scope.FULL_CHAT,
+    pb.RESTORE_SCOPE_SINGLE_MESSAGE: models.Scope.SINGLE_MESSAGE,
+    pb.RESTORE_SCOPE_SINGLE_FILE: models.Scope.SINGLE_FILE,
+    pb.RESTORE_SCOPE_MESSAGE_RANGE: models.Scope.MESSAGE_RANGE,
+    pb.RESTORE_SCOPE_FILES_ONLY: models.Scope.FILES_ONLY,
+}
+SCOPE_TO_PROTO = {scope.value: value for value, scope in SCOPE_FROM_PROTO.items()}
+TRIGGER_TO_PROTO = {
+    trigger.value: pb.SnapshotTrigger.Value(f"SNAPSHOT_TRIGGER_{trigger.name}") for trigger in models.Trigger
+}
+
+
+def text(value: UUID | str | None) -> str:
+    return "" if value is None else str(value)
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    result.update(value)
+    return result
+
+
+def from_struct(value: struct_pb2.Struct) -> dict[str, Any]:
+    converted: dict[str, Any] = json_format.MessageToDict(value)
+    return converted
+
+
+def snapshot(row: models.Snapshot) -> pb.Snapshot:
+    return pb.Snapshot(
+        id=str(row.id),
+        chat_id=str(row.chat_id),
+        version=row.version,
+        timestamp=timestamp(row.created_at),
+        message_count=row.message_count,
+        file_count=row.file_count,
+        total_tokens=row.total_tokens,
+        trigger=TRIGGER_TO_PROTO[row.trigger],  # type: ignore[arg-type]
+        trigger_message_id=text(row.trigger_message_id),
+        trigger_file_id=text(row.trigger_file_id),
+        trigger_description=row.trigger_description,
+        previous_snapshot_id=text(row.previous_snapshot_id),
+        restored_from_snapshot_id=text(row.restored_from_snapshot_id),
+        checksum=row.checksum,
+        title=row.title,
+        user_id=text(row.user_id),
+    )
+
+
+def message(row: models.MessageVersion) -> pb.MessageVersion:
+    return pb.MessageVersion(
+        id=str(row.id),
+        message_id=str(row.message_id),
+        chat_id=str(row.chat_id),
+        snapshot_id=str(row.snapshot_id),
+        role=ROLE_TO_PROTO[row.role],  # type: ignore[arg-type]
+        content=row.content,
+        model_id=row.model_id,
+        metadata=struct(row.metadata),
+        tokens=row.tokens,
+        version=row.version,
+        is_active=row.is_active,
+        is_deleted=row.is_deleted,
+        edit_reason=row.edit_reason,
+        edited_by=text(row.edited_by),
+        created_at=timestamp(row.created_at),
+        superseded_at=timestamp(row.superseded_at),
+        original_created_at=timestamp(row.original_created_at),
+        chat_version=row.chat_version,
+    )
+
+
+def restore_record(row: models.RestoreRecord) -> pb.RestoreRecord:
+    record = pb.RestoreRecord(
+        id=str(row.id),
+        chat_id=str(row.chat_id),
+        user_id=str(row.user_id),
+        from_snapshot_id=str(row.from_snapshot_id),
+        to_snapshot_id=str(row.to_snapshot_id),
+        previous_snapshot_id=text(row.previous_snapshot_id),
+        scope=SCOPE_TO_PROTO[row.scope],  # type: ignore[arg-type]
+        message_ids=[str(m) for m in row.message_ids],
+        file_ids=[str(f) for f in row.file_ids],
+        messages_restored=row.messages_restored,
+        files_restored=row.files_restored,
+        reason=row.reason,
+        created_at=timestamp(row.created_at),
+    )
+    if row.range_first_id or row.range_last_id:
+        record.message_range.first_message_id = text(row.range_first_id)
+        record.message_range.last_message_id = text(row.range_last_id)
+    return record

@@ -1,0 +1,156 @@
+"""One interceptor for identity, error mapping and access logs.
+
+It wraps each handler's behaviour so that everything runs in the worker
+thread that serves the call: the identity is bound there, and any exception
+the call raises is turned into a gRPC status there. This is the only place
+that decides status codes; servicers and the product never do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server import identity
+from service import errors
+
+log = logging.getLogger("timemachine.access")
+SERVICE = "timemachine.v1.TimeMachineService"
+# Calls that change data or export it must say which user acts.
+USER_REQUIRED = frozenset(
+    {
+        "SaveMessage",
+        "EditMessage",
+        "DeleteMessage",
+        "RenameChat",
+        "CreateSnapshot",
+        "Restore",
+        "UploadFile",
+        "DeleteFile",
+        "ExportChat",
+        "CreateExport",
+        "DownloadExport",
+    }
+)
+_CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
+def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
+    """The gRPC status for an exception, with google.rpc details."""
+    if isinstance(exc, errors.ServiceError):
+        code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
+        message = exc.message
+    elif isinstance(exc, NotImplementedError):
+        code, message = grpc.StatusCode.UNIMPLEMENTED, "this RPC is not implemented yet (see the README's status table)"
+    else:
+        code, message = grpc.StatusCode.INTERNAL, f"internal error (reference {uuid.uuid4()})"
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
+    if isinstance(exc, errors.InvalidArgument):
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in exc.violations
+                ]
+            )
+        )
+        status.details.append(detail)
+    elif code is grpc.StatusCode.UNAVAILABLE:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay={"seconds": 1}))
+        status.details.append(detail)
+    return code, status
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authenticator: identity.Authenticator) -> None:
+        self.authenticator = authenticator
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        service, _, name = method.lstrip("/").partition("/")
+        guarded = service == SERVICE
+
+        @contextmanager
+        def call(context: grpc.ServicerContext) -> Iterator[None]:
+            started = time.perf_counter()
+            token = None
+            code = grpc.StatusCode.OK
+            try:
+                if guarded:
+                    who = self.authenticator.identify(
+                        context.invocation_metadata(), user_required=name in USER_REQUIRED
+                    )
+                    token = identity.bind(who)
+                yield
+            except Exception as exc:
+                code, status = to_status(exc)
+                if code is grpc.StatusCode.INTERNAL:  # a bug of ours, never the caller's mistake
+                    log.exception("%s failed: %s", method, status.message)
+                context.abort_with_status(rpc_status.to_status(status))
+            finally:
+                if token is not None:
+                    identity.unbind(token)
+                log.info("%s %s %.1fms", method, code.name, (time.perf_counter() - started) * 1000)
+
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+                with call(context):
+                    return inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                with call(context):
+                    yield from inner_us(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                with call(context):
+                    return inner_su(requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+        inner_ss = handler.stream_stream
+
+        def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            with call(context):
+                yield from inner_ss(requests, context)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, handler.request_deserializer, handler.response_serializer
+        )

@@ -1,0 +1,195 @@
+"""TimeMachineService: proto in, product call, proto out. Nothing else.
+
+RPCs not overridden here fall through to the generated base class and answer
+UNIMPLEMENTED until their issue lands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from generated.timemachine.v1 import service_pb2 as api
+from generated.timemachine.v1 import service_pb2_grpc
+from server import convert, identity
+from service.history import History, WriteOptions
+from service.models import ChatView
+from service.restore import RestoreRequest, Restorer
+from service.timeline import Reader
+from service.verify import Verifier
+
+
+@dataclass
+class Product:
+    """The product's entry points the servicer translates to."""
+
+    history: History
+    reader: Reader
+    restorer: Restorer
+    verifier: Verifier
+
+
+def _options(request: Any) -> WriteOptions:
+    expected = request.expected_version if request.HasField("expected_version") else None
+    return WriteOptions(request_id=request.request_id, expected_version=expected)
+
+
+class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
+    def __init__(self, product: Product) -> None:
+        self.p = product
+
+    def SaveMessage(self, request: api.SaveMessageRequest, context: Any) -> api.SaveMessageResponse:
+        message, snapshot = self.p.history.save_message(
+            identity.current(),
+            chat_id=request.chat_id,
+            message_id=request.message_id,
+            role=convert.ROLE_FROM_PROTO.get(request.role),
+            content=request.content,
+            model_id=request.model_id,
+            metadata=convert.from_struct(request.metadata),
+            tokens=request.tokens,
+            options=_options(request),
+        )
+        return api.SaveMessageResponse(message=convert.message(message), snapshot=convert.snapshot(snapshot))
+
+    def EditMessage(self, request: api.EditMessageRequest, context: Any) -> api.EditMessageResponse:
+        message, snapshot = self.p.history.edit_message(
+            identity.current(),
+            chat_id=request.chat_id,
+            message_id=request.message_id,
+            content=request.content,
+            edit_reason=request.edit_reason,
+            options=_options(request),
+        )
+        return api.EditMessageResponse(message=convert.message(message), snapshot=convert.snapshot(snapshot))
+
+    def DeleteMessage(self, request: api.DeleteMessageRequest, context: Any) -> api.DeleteMessageResponse:
+        snapshot = self.p.history.delete_message(
+            identity.current(), chat_id=request.chat_id, message_id=request.message_id, options=_options(request)
+        )
+        return api.DeleteMessageResponse(snapshot=convert.snapshot(snapshot))
+
+    def RenameChat(self, request: api.RenameChatRequest, context: Any) -> api.RenameChatResponse:
+        snapshot = self.p.history.rename_chat(
+            identity.current(), chat_id=request.chat_id, title=request.title, options=_options(request)
+        )
+        return api.RenameChatResponse(snapshot=convert.snapshot(snapshot))
+
+    def CreateSnapshot(self, request: api.CreateSnapshotRequest, context: Any) -> api.CreateSnapshotResponse:
+        snapshot = self.p.history.create_snapshot(
+            identity.current(), chat_id=request.chat_id, description=request.description, options=_options(request)
+        )
+        return api.CreateSnapshotResponse(snapshot=convert.snapshot(snapshot))
+
+    def Restore(self, request: api.RestoreRequest, context: Any) -> api.RestoreResponse:
+        result = self.p.restorer.restore(
+            identity.current(),
+            RestoreRequest(
+                chat_id=request.chat_id,
+                target_snapshot_id=request.target_snapshot_id,
+                scope=convert.SCOPE_FROM_PROTO.get(request.scope),
+                message_ids=list(request.message_ids),
+                file_ids=list(request.file_ids),
+                range_first_id=request.message_range.first_message_id,
+                range_last_id=request.message_range.last_message_id,
+                reason=request.reason,
+            ),
+            _options(request),
+        )
+        return api.RestoreResponse(
+            success=True,
+            new_snapshot_id=str(result.snapshot.id),
+            messages_restored=result.messages_restored,
+            files_restored=result.files_restored,
+            new_version=result.snapshot.version,
+            previous_snapshot_id=convert.text(result.previous_snapshot_id),
+            snapshot=convert.snapshot(result.snapshot),
+        )
+
+    def GetChat(self, request: api.GetChatRequest, context: Any) -> api.GetChatResponse:
+        view = self.p.reader.get_chat(identity.current(), request.chat_id)
+        return api.GetChatResponse(
+            chat_id=str(view.chat_id),
+            title=view.title,
+            current_version=view.snapshot.version if view.snapshot else 0,
+            messages=[convert.message(m) for m in view.messages],
+            snapshot=convert.snapshot(view.snapshot) if view.snapshot else None,
+        )
+
+    def ListMessageVersions(
+        self, request: api.ListMessageVersionsRequest, context: Any
+    ) -> api.ListMessageVersionsResponse:
+        rows = self.p.reader.list_message_versions(identity.current(), request.chat_id, request.message_id)
+        return api.ListMessageVersionsResponse(versions=[convert.message(m) for m in rows])
+
+    def GetTimeline(self, request: api.GetTimelineRequest, context: Any) -> api.GetTimelineResponse:
+        t = self.p.reader.timeline(
+            identity.current(), request.chat_id, request.page_size, request.page_token, request.time_zone
+        )
+        return api.GetTimelineResponse(
+            chat_id=str(t.chat_id),
+            chat_title=t.title,
+            current_version=t.current_version,
+            current_message_count=t.message_count,
+            current_file_count=t.file_count,
+            snapshots=[convert.snapshot(s) for s in t.snapshots],
+            next_page_token=t.next_page_token,
+            total_snapshots=t.total_snapshots,
+            total_media_bytes=t.total_media_bytes,
+            oldest_snapshot_time=convert.timestamp(t.oldest),
+            newest_snapshot_time=convert.timestamp(t.newest),
+            snapshots_by_date=t.by_date,
+        )
+
+    def GetChatAtSnapshot(self, request: api.GetChatAtSnapshotRequest, context: Any) -> api.GetChatAtSnapshotResponse:
+        point = request.WhichOneof("point")
+        view: ChatView = self.p.reader.get_chat_at(
+            identity.current(),
+            request.chat_id,
+            snapshot_id=request.snapshot_id if point == "snapshot_id" else None,
+            version=request.version if point == "version" else None,
+            at_time=request.at_time.ToDatetime(tzinfo=UTC) if point == "at_time" else None,
+        )
+        assert view.snapshot is not None
+        return api.GetChatAtSnapshotResponse(
+            snapshot=convert.snapshot(view.snapshot),
+            title=view.title,
+            messages=[convert.message(m) for m in view.messages],
+        )
+
+    def ListSnapshotsByDate(
+        self, request: api.ListSnapshotsByDateRequest, context: Any
+    ) -> api.ListSnapshotsByDateResponse:
+        rows, token = self.p.reader.snapshots_by_date(
+            identity.current(),
+            request.chat_id,
+            request.date,
+            request.time_zone,
+            request.page_size,
+            request.page_token,
+        )
+        return api.ListSnapshotsByDateResponse(snapshots=[convert.snapshot(s) for s in rows], next_page_token=token)
+
+    def ListRestores(self, request: api.ListRestoresRequest, context: Any) -> api.ListRestoresResponse:
+        rows, token = self.p.reader.list_restores(
+            identity.current(), request.chat_id, request.page_size, request.page_token
+        )
+        return api.ListRestoresResponse(restores=[convert.restore_record(r) for r in rows], next_page_token=token)
+
+    def VerifyChat(self, request: api.VerifyChatRequest, context: Any) -> api.VerifyChatResponse:
+        report = self.p.verifier.verify(identity.current(), request.chat_id)
+        response = api.VerifyChatResponse(
+            ok=report.ok,
+            snapshots_checked=report.snapshots_checked,
+            files_checked=report.files_checked,
+        )
+        response.checked_at.GetCurrentTime()
+        for problem in report.problems:
+            response.problems.add(
+                snapshot_id=convert.text(problem.snapshot_id),
+                version=problem.version,
+                file_id=convert.text(problem.file_id),
+                detail=problem.detail,
+            )
+        return response

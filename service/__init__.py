@@ -1,0 +1,1 @@
+"""Time Machine: the product (history, vault, search, export), free of gRPC."""

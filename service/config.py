@@ -1,0 +1,65 @@
+"""Settings from the environment (the contract's TM_* variables)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.errors import ConfigurationError
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, read once at start."""
+
+    grpc_address: str
+    data_dir: Path
+    database_url: str | None
+    s3_endpoint_url: str | None
+    s3_bucket: str
+    auth_mode: str
+    jwt_secret: str | None
+    db_pool_min: int
+    db_pool_max: int
+    grpc_workers: int
+    max_message_bytes: int
+    max_upload_bytes: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        auth_mode = os.environ.get("TM_AUTH_MODE", "metadata")
+        if auth_mode not in ("metadata", "jwt"):
+            raise ConfigurationError(f"TM_AUTH_MODE must be 'metadata' or 'jwt', got {auth_mode!r}")
+        jwt_secret = os.environ.get("TM_JWT_SECRET") or None
+        if auth_mode == "jwt" and not jwt_secret:
+            raise ConfigurationError("TM_AUTH_MODE=jwt needs TM_JWT_SECRET (the HS256 key)")
+        return cls(
+            grpc_address=os.environ.get("TM_GRPC_ADDRESS", "127.0.0.1:50051"),
+            data_dir=Path(os.environ.get("TM_DATA_DIR", ".data")).resolve(),
+            database_url=os.environ.get("TM_DATABASE_URL") or None,
+            s3_endpoint_url=os.environ.get("TM_S3_ENDPOINT_URL") or None,
+            s3_bucket=os.environ.get("TM_S3_BUCKET", "tm-media-vault"),
+            auth_mode=auth_mode,
+            jwt_secret=jwt_secret,
+            db_pool_min=_int("TM_DB_POOL_MIN", 2),
+            db_pool_max=_int("TM_DB_POOL_MAX", 16),
+            grpc_workers=_int("TM_GRPC_WORKERS", 32),
+            max_message_bytes=_int("TM_MAX_MESSAGE_BYTES", 1024 * 1024),
+            max_upload_bytes=_int("TM_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
+            log_level=os.environ.get("TM_LOG_LEVEL", "INFO").upper(),
+        )

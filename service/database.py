@@ -1,0 +1,115 @@
+"""The narrow connector between the product and PostgreSQL.
+
+Every unit of work runs in one transaction on one pooled connection with the
+tenant bound by `set_config(..., true)`: the setting is transaction-local, so
+it can never leak to the next borrower of the connection, and row-level
+security sees it on every statement. Driver errors are translated here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg.rows import class_row, dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from service.errors import Aborted, Unavailable
+from service.queries import query
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Params = dict[str, Any] | Sequence[Any] | None
+# The role that row-level security binds (created by migrations/001).
+APP_ROLE = "tm_app"
+
+
+class Transaction:
+    """Runs named queries inside one open transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def one(self, name: str, params: Params = None, row: type[T] | None = None) -> Any:
+        with self._cursor(row) as cur:
+            cur.execute(query(name), params)
+            return cur.fetchone()
+
+    def all(self, name: str, params: Params = None, row: type[T] | None = None) -> list[Any]:
+        with self._cursor(row) as cur:
+            cur.execute(query(name), params)
+            return cur.fetchall()
+
+    def stream(self, name: str, params: Params = None, row: type[T] | None = None) -> Iterator[Any]:
+        """Rows of a large result, fetched in batches by a server-side cursor."""
+        cur = self.conn.cursor(name="tm_stream", row_factory=class_row(row) if row else dict_row)
+        try:
+            cur.itersize = 2000
+            cur.execute(query(name), params)
+            yield from cur
+        finally:
+            cur.close()
+
+    def execute(self, name: str, params: Params = None) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute(query(name), params)
+            return cur.rowcount
+
+    def _cursor(self, row: type[T] | None) -> psycopg.Cursor[Any]:
+        return self.conn.cursor(row_factory=class_row(row) if row else dict_row)
+
+
+class Database:
+    """A pool of connections that act as the service's row-level-security role."""
+
+    def __init__(self, url: str, min_size: int = 2, max_size: int = 16) -> None:
+        self.pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            timeout=10.0,
+            name="timemachine",
+        )
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        # The login user may own the tables (or be a superuser, as in the
+        # embedded setup); policies bind only once we act as the service role.
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
+        conn.commit()
+
+    def open(self) -> None:
+        try:
+            self.pool.open(wait=True, timeout=30.0)
+        except PoolTimeout as exc:
+            raise Unavailable("the database is unreachable") from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def transaction(self, tenant_id: UUID | None) -> Iterator[Transaction]:
+        """One transaction for `tenant_id` (None: no tenant, sees no rows)."""
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                if tenant_id is not None:
+                    conn.execute(
+                        "select set_config('app.current_tenant_id', %s, true)",
+                        (str(tenant_id),),
+                    )
+                yield Transaction(conn)
+        except PoolTimeout as exc:
+            raise Unavailable("the database is busy or unreachable; retry later") from exc
+        except psycopg.OperationalError as exc:
+            log.warning("database unavailable: %s", exc)
+            raise Unavailable("the database is unreachable; retry later") from exc
+        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+            raise Aborted("a concurrent change interfered; retry") from exc

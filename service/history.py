@@ -1,0 +1,240 @@
+"""Chat actions: save, edit, delete, rename, manual snapshot.
+
+Each method validates its input, then runs one write (service/writes.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+from service.database import Database
+from service.errors import AlreadyExists
+from service.models import Identity, MessageVersion, Role, Snapshot, Trigger
+from service.validation import Checker
+from service.writes import Replay, Write, open_write
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """What every write accepts besides its own fields."""
+
+    request_id: str = ""
+    expected_version: int | None = None
+
+
+class History:
+    def __init__(self, db: Database, max_message_bytes: int) -> None:
+        self.db = db
+        self.max_message_bytes = max_message_bytes
+
+    def _check_write(self, check: Checker, chat_id: str, options: WriteOptions) -> tuple[UUID | None, str | None]:
+        chat = check.uuid("chat_id", chat_id)
+        request_id = check.request_id(options.request_id)
+        check.expected_version(options.expected_version)
+        return chat, request_id
+
+    def save_message(
+        self,
+        identity: Identity,
+        *,
+        chat_id: str,
+        message_id: str,
+        role: Role | None,
+        content: str,
+        model_id: str,
+        metadata: dict[str, Any],
+        tokens: int,
+        options: WriteOptions,
+    ) -> tuple[MessageVersion, Snapshot]:
+        check = Checker()
+        chat, request_id = self._check_write(check, chat_id, options)
+        message = check.uuid("message_id", message_id, required=False) or uuid4()
+        check.enum("role", role)
+        check.text("content", content, max_bytes=self.max_message_bytes)
+        check.text("model_id", model_id)
+        check.metadata("metadata", metadata)
+        check.non_negative("tokens", tokens)
+        check.done()
+        assert chat is not None and role is not None
+        triggers = (Trigger.MESSAGE_SENT, Trigger.MESSAGE_RECEIVED)
+        with self.db.transaction(identity.tenant_id) as tx:
+            try:
+                write = open_write(
+                    tx,
+                    identity,
+                    chat,
+                    request_id=request_id,
+                    expected_version=options.expected_version,
+                    replay_triggers=triggers,
+                )
+            except Replay as replay:
+                return self._replayed_message(write_tx=tx, identity=identity, snapshot=replay.snapshot)
+            if write.message_head(message) is not None:
+                raise AlreadyExists(f"message {message} already exists in this chat; use EditMessage")
+            staged = write.put_message(
+                message,
+                None,
+                role=role.value,
+                content=content,
+                model_id=model_id,
+                metadata=metadata,
+                tokens=tokens,
+                is_deleted=False,
+            )
+            trigger = Trigger.MESSAGE_SENT if role is Role.USER else Trigger.MESSAGE_RECEIVED
+            snapshot, written = write.commit(
+                trigger, trigger_message_id=staged.message_id, description=f"{role.value} message saved"
+            )
+            return written[0], snapshot
+
+    def edit_message(
+        self,
+        identity: Identity,
+        *,
+        chat_id: str,
+        message_id: str,
+        content: str,
+        edit_reason: str,
+        options: WriteOptions,
+    ) -> tuple[MessageVersion, Snapshot]:
+        check = Checker()
+        chat, request_id = self._check_write(check, chat_id, options)
+        message = check.uuid("message_id", message_id)
+        check.text("content", content, max_bytes=self.max_message_bytes)
+        check.text("edit_reason", edit_reason)
+        check.done()
+        assert chat is not None and message is not None
+        with self.db.transaction(identity.tenant_id) as tx:
+            try:
+                write = open_write(
+                    tx,
+                    identity,
+                    chat,
+                    request_id=request_id,
+                    expected_version=options.expected_version,
+                    replay_triggers=(Trigger.MESSAGE_EDITED,),
+                    register=False,
+                )
+            except Replay as replay:
+                return self._replayed_message(write_tx=tx, identity=identity, snapshot=replay.snapshot)
+            head, current = write.live_message(message)
+            write.put_message(
+                message,
+                head,
+                role=current.role,
+                content=content,
+                model_id=current.model_id,
+                metadata=current.metadata,
+                tokens=current.tokens,
+                is_deleted=False,
+                edit_reason=edit_reason,
+            )
+            snapshot, written = write.commit(
+                Trigger.MESSAGE_EDITED,
+                trigger_message_id=message,
+                description=edit_reason or "message edited",
+            )
+            return written[0], snapshot
+
+    def delete_message(self, identity: Identity, *, chat_id: str, message_id: str, options: WriteOptions) -> Snapshot:
+        check = Checker()
+        chat, request_id = self._check_write(check, chat_id, options)
+        message = check.uuid("message_id", message_id)
+        check.done()
+        assert chat is not None and message is not None
+        with self.db.transaction(identity.tenant_id) as tx:
+            try:
+                write = open_write(
+                    tx,
+                    identity,
+                    chat,
+                    request_id=request_id,
+                    expected_version=options.expected_version,
+                    replay_triggers=(Trigger.MESSAGE_DELETED,),
+                    register=False,
+                )
+            except Replay as replay:
+                return replay.snapshot
+            head, current = write.live_message(message)
+            # A tombstone: a new version that says "gone", so every earlier
+            # snapshot still shows the message as it was.
+            write.put_message(
+                message,
+                head,
+                role=current.role,
+                content="",
+                model_id=current.model_id,
+                metadata={},
+                tokens=0,
+                is_deleted=True,
+            )
+            snapshot, _ = write.commit(
+                Trigger.MESSAGE_DELETED, trigger_message_id=message, description="message deleted"
+            )
+            return snapshot
+
+    def rename_chat(self, identity: Identity, *, chat_id: str, title: str, options: WriteOptions) -> Snapshot:
+        check = Checker()
+        chat, request_id = self._check_write(check, chat_id, options)
+        check.text("title", title, required=True)
+        check.done()
+        assert chat is not None
+
+        def rename(write: Write) -> Snapshot:
+            write.set_title(title)
+            return write.commit(Trigger.CHAT_RENAMED, description=f"renamed to {title}")[0]
+
+        return self._simple_write(identity, chat, request_id, options, Trigger.CHAT_RENAMED, rename)
+
+    def create_snapshot(
+        self, identity: Identity, *, chat_id: str, description: str, options: WriteOptions
+    ) -> Snapshot:
+        check = Checker()
+        chat, request_id = self._check_write(check, chat_id, options)
+        check.text("description", description)
+        check.done()
+        assert chat is not None
+
+        def mark(write: Write) -> Snapshot:
+            return write.commit(Trigger.MANUAL_SNAPSHOT, description=description)[0]
+
+        return self._simple_write(identity, chat, request_id, options, Trigger.MANUAL_SNAPSHOT, mark)
+
+    def _simple_write(
+        self,
+        identity: Identity,
+        chat: UUID,
+        request_id: str | None,
+        options: WriteOptions,
+        trigger: Trigger,
+        action: Any,
+    ) -> Snapshot:
+        with self.db.transaction(identity.tenant_id) as tx:
+            try:
+                write = open_write(
+                    tx,
+                    identity,
+                    chat,
+                    request_id=request_id,
+                    expected_version=options.expected_version,
+                    replay_triggers=(trigger,),
+                )
+            except Replay as replay:
+                return replay.snapshot
+            result: Snapshot = action(write)
+            return result
+
+    @staticmethod
+    def _replayed_message(write_tx: Any, identity: Identity, snapshot: Snapshot) -> tuple[MessageVersion, Snapshot]:
+        message: MessageVersion = write_tx.one(
+            "message_version_of_snapshot",
+            {
+                "tenant_id": identity.tenant_id,
+                "snapshot_id": snapshot.id,
+                "message_id": snapshot.trigger_message_id,
+            },
+            MessageVersion,
+        )
+        return message, snapshot

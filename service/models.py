@@ -1,0 +1,191 @@
+"""The product's records, as the database returns them (column names = fields)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+class Trigger(enum.StrEnum):
+    MESSAGE_SENT = "message_sent"
+    MESSAGE_RECEIVED = "message_received"
+    MESSAGE_EDITED = "message_edited"
+    MESSAGE_DELETED = "message_deleted"
+    FILE_UPLOADED = "file_uploaded"
+    FILE_GENERATED = "file_generated"
+    FILE_DELETED = "file_deleted"
+    CHAT_RENAMED = "chat_renamed"
+    RESTORE_PERFORMED = "restore_performed"
+    MANUAL_SNAPSHOT = "manual_snapshot"
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class Scope(enum.StrEnum):
+    FULL_CHAT = "full_chat"
+    SINGLE_MESSAGE = "single_message"
+    SINGLE_FILE = "single_file"
+    MESSAGE_RANGE = "message_range"
+    FILES_ONLY = "files_only"
+
+
+@dataclass
+class ChatHead:
+    """The current state of a chat, locked for the duration of a write."""
+
+    tenant_id: UUID
+    chat_id: UUID
+    title: str
+    head_version: int
+    head_snapshot_id: UUID | None
+    head_time: datetime | None
+    message_count: int
+    file_count: int
+    total_tokens: int
+    state_sum: str
+    next_position: int
+
+
+@dataclass
+class Snapshot:
+    id: UUID
+    tenant_id: UUID
+    chat_id: UUID
+    version: int
+    created_at: datetime
+    message_count: int
+    file_count: int
+    total_tokens: int
+    trigger: str
+    trigger_message_id: UUID | None
+    trigger_file_id: UUID | None
+    trigger_description: str
+    previous_snapshot_id: UUID | None
+    restored_from_snapshot_id: UUID | None
+    checksum: str
+    title: str
+    user_id: UUID | None
+    request_id: str | None
+
+
+@dataclass
+class MessageVersion:
+    id: UUID
+    tenant_id: UUID
+    chat_id: UUID
+    message_id: UUID
+    snapshot_id: UUID
+    chat_version: int
+    version: int
+    position: int
+    role: str
+    content: str
+    model_id: str
+    metadata: dict[str, Any]
+    tokens: int
+    is_deleted: bool
+    edit_reason: str
+    edited_by: UUID | None
+    created_at: datetime
+    original_created_at: datetime
+    is_active: bool = False
+    superseded_at: datetime | None = None
+
+
+@dataclass
+class MessageHead:
+    message_id: UUID
+    position: int
+    current_version_id: UUID
+    version: int
+    is_deleted: bool
+    tokens: int
+    element_hash: str
+    original_created_at: datetime
+
+
+@dataclass
+class RestoreRecord:
+    id: UUID
+    tenant_id: UUID
+    chat_id: UUID
+    user_id: UUID
+    from_snapshot_id: UUID
+    to_snapshot_id: UUID
+    previous_snapshot_id: UUID | None
+    scope: str
+    message_ids: list[UUID]
+    file_ids: list[UUID]
+    range_first_id: UUID | None
+    range_last_id: UUID | None
+    messages_restored: int
+    files_restored: int
+    reason: str
+    created_at: datetime
+
+
+@dataclass
+class ChatView:
+    """A chat as it is now or was at a snapshot."""
+
+    chat_id: UUID
+    title: str
+    snapshot: Snapshot | None
+    messages: list[MessageVersion]
+    files: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class RestoreResult:
+    snapshot: Snapshot
+    messages_restored: int
+    files_restored: int
+    previous_snapshot_id: UUID | None
+
+
+@dataclass
+class Timeline:
+    chat_id: UUID
+    title: str
+    current_version: int
+    message_count: int
+    file_count: int
+    snapshots: list[Snapshot]
+    next_page_token: str
+    total_snapshots: int
+    total_media_bytes: int
+    oldest: datetime | None
+    newest: datetime | None
+    by_date: dict[str, int]
+
+
+@dataclass
+class VerifyProblem:
+    detail: str
+    snapshot_id: UUID | None = None
+    version: int = 0
+    file_id: UUID | None = None
+
+
+@dataclass
+class VerifyReport:
+    problems: list[VerifyProblem]
+    snapshots_checked: int
+    files_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Identity:
+    tenant_id: UUID
+    user_id: UUID | None

@@ -1,0 +1,41 @@
+"""Opaque page tokens (AIP-158).
+
+A token carries the last key seen and a fingerprint of the request it belongs
+to, so a token replayed against another chat or with other filters is refused
+rather than silently paging the wrong list.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from service.errors import FieldViolation, InvalidArgument
+
+
+def _fingerprint(scope: tuple[object, ...]) -> str:
+    return hashlib.sha256(repr(scope).encode()).hexdigest()[:16]
+
+
+def encode(key: Any, scope: tuple[object, ...]) -> str:
+    raw = json.dumps({"k": key, "f": _fingerprint(scope)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode(token: str, scope: tuple[object, ...], expect: type, field: str = "page_token") -> Any:
+    """The key (of type `expect`) from `token`, or None for the first page."""
+    if token == "":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        key, fingerprint = data["k"], data["f"]
+    except (ValueError, TypeError, KeyError):
+        raise InvalidArgument([FieldViolation(field, "is not a token this service issued")]) from None
+    if fingerprint != _fingerprint(scope):
+        raise InvalidArgument([FieldViolation(field, "belongs to a different request")])
+    if not isinstance(key, expect) or isinstance(key, bool):
+        raise InvalidArgument([FieldViolation(field, "is not a token this service issued")])
+    return key

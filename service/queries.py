@@ -1,0 +1,39 @@
+"""Named SQL blocks loaded from service/sql/*.sql.
+
+Each block starts with a line `-- name: some_query` and runs to the next one, so
+SQL reads as SQL in one place and Python refers to it by name.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+SQL_DIR = Path(__file__).parent / "sql"
+_HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
+
+
+def parse(text: str) -> dict[str, str]:
+    parts = _HEADER.split(text)
+    blocks: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in blocks:
+            raise ValueError(f"duplicate query name {name!r}")
+        blocks[name] = body.strip()
+    return blocks
+
+
+@cache
+def all_queries() -> dict[str, str]:
+    blocks: dict[str, str] = {}
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        for name, body in parse(path.read_text()).items():
+            if name in blocks:
+                raise ValueError(f"duplicate query name {name!r} in {path.name}")
+            blocks[name] = body
+    return blocks
+
+
+def query(name: str) -> str:
+    return all_queries()[name]

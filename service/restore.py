@@ -1,0 +1,212 @@
+"""Restore: bring back a past state by appending new versions.
+
+Nothing a restore replaces is lost: it writes new versions (or tombstones) for
+exactly the messages whose current state differs from the target's, in the
+same transaction as its snapshot and its audit-log entry. Reads happen on the
+write's own connection, with the chat locked, so the state it compares against
+cannot move underneath it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+from service.database import Database
+from service.errors import FieldViolation, InvalidArgument, NotFound
+from service.history import WriteOptions
+from service.models import Identity, MessageHead, MessageVersion, RestoreRecord, RestoreResult, Scope, Snapshot, Trigger
+from service.timeline import find_snapshot
+from service.validation import Checker
+from service.writes import Replay, Write, open_write
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    chat_id: str
+    target_snapshot_id: str
+    scope: Scope | None
+    message_ids: list[str]
+    file_ids: list[str]
+    range_first_id: str
+    range_last_id: str
+    reason: str
+
+
+def _same_state(current: MessageVersion | None, target: MessageVersion) -> bool:
+    return (
+        current is not None
+        and not target.is_deleted
+        and (current.role, current.content, current.model_id, current.tokens, current.metadata)
+        == (target.role, target.content, target.model_id, target.tokens, target.metadata)
+    )
+
+
+class Restorer:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def restore(self, identity: Identity, request: RestoreRequest, options: WriteOptions) -> RestoreResult:
+        check = Checker()
+        chat = check.uuid("chat_id", request.chat_id)
+        target_id = check.uuid("target_snapshot_id", request.target_snapshot_id)
+        scope = check.enum("scope", request.scope)
+        message_ids = check.uuids("message_ids", request.message_ids)
+        file_ids = check.uuids("file_ids", request.file_ids)
+        first = check.uuid("message_range.first_message_id", request.range_first_id, required=False)
+        last = check.uuid("message_range.last_message_id", request.range_last_id, required=False)
+        check.text("reason", request.reason)
+        request_id = check.request_id(options.request_id)
+        check.expected_version(options.expected_version)
+        if scope is Scope.SINGLE_MESSAGE and not request.message_ids:
+            check.fail("message_ids", "is required for RESTORE_SCOPE_SINGLE_MESSAGE")
+        if scope is Scope.SINGLE_FILE and not request.file_ids:
+            check.fail("file_ids", "is required for RESTORE_SCOPE_SINGLE_FILE")
+        if scope is Scope.MESSAGE_RANGE and (first is None or last is None):
+            check.fail("message_range", "first_message_id and last_message_id are required for MESSAGE_RANGE")
+        check.done()
+        assert chat is not None and target_id is not None and scope is not None
+        if identity.user_id is None:  # the interceptor requires it; keep the log honest regardless
+            raise InvalidArgument([FieldViolation("x-user-id", "is required for restores")])
+        with self.db.transaction(identity.tenant_id) as tx:
+            try:
+                write = open_write(
+                    tx,
+                    identity,
+                    chat,
+                    request_id=request_id,
+                    expected_version=options.expected_version,
+                    replay_triggers=(Trigger.RESTORE_PERFORMED,),
+                    register=False,
+                )
+            except Replay as replay:
+                record: RestoreRecord = tx.one(
+                    "restore_by_snapshot",
+                    {"tenant_id": identity.tenant_id, "snapshot_id": replay.snapshot.id},
+                    RestoreRecord,
+                )
+                return RestoreResult(
+                    replay.snapshot, record.messages_restored, record.files_restored, record.previous_snapshot_id
+                )
+            target = find_snapshot(tx, identity, chat, target_id, "target_snapshot_id")
+            messages_restored = self._restore_messages(write, target, scope, message_ids, first, last)
+            files_restored = self._restore_files(write, target, scope, file_ids)
+            if scope is Scope.FULL_CHAT and write.title != target.title:
+                write.set_title(target.title)
+            snapshot, _ = write.commit(
+                Trigger.RESTORE_PERFORMED,
+                restored_from=target.id,
+                description=f"{scope.value} restored from version {target.version}",
+            )
+            tx.execute(
+                "insert_restore",
+                {
+                    **write.params,
+                    "id": uuid4(),
+                    "user_id": identity.user_id,
+                    "from_snapshot_id": target.id,
+                    "to_snapshot_id": snapshot.id,
+                    "previous_snapshot_id": write.head.head_snapshot_id,
+                    "scope": scope.value,
+                    "message_ids": message_ids,
+                    "file_ids": file_ids,
+                    "range_first_id": first,
+                    "range_last_id": last,
+                    "messages_restored": messages_restored,
+                    "files_restored": files_restored,
+                    "reason": request.reason,
+                    "created_at": snapshot.created_at,
+                },
+            )
+            return RestoreResult(snapshot, messages_restored, files_restored, write.head.head_snapshot_id)
+
+    def _restore_messages(
+        self,
+        write: Write,
+        target: Snapshot,
+        scope: Scope,
+        message_ids: list[UUID],
+        first: UUID | None,
+        last: UUID | None,
+    ) -> int:
+        if scope in (Scope.SINGLE_FILE, Scope.FILES_ONLY):
+            return 0
+        at_target: dict[UUID, MessageVersion] = {
+            row.message_id: row
+            for row in write.tx.all(
+                "message_versions_at_version", {**write.params, "version": target.version}, MessageVersion
+            )
+        }
+        heads: dict[UUID, MessageHead] = {
+            row.message_id: row for row in write.tx.all("all_message_heads", write.params, MessageHead)
+        }
+        current: dict[UUID, MessageVersion] = {
+            row.message_id: row for row in write.tx.all("current_messages", write.params, MessageVersion)
+        }
+        if scope is Scope.FULL_CHAT:
+            chosen = sorted(set(heads), key=lambda m: heads[m].position)
+        elif scope is Scope.SINGLE_MESSAGE:
+            chosen = list(dict.fromkeys(message_ids))
+            for message_id in chosen:
+                if message_id not in at_target:
+                    raise NotFound(f"message {message_id} did not exist at snapshot {target.id}")
+        else:
+            chosen = self._range(at_target, first, last, target)
+        restored = 0
+        for message_id in chosen:
+            wanted = at_target.get(message_id)
+            now = current.get(message_id)
+            if wanted is None or wanted.is_deleted:
+                if now is None:
+                    continue
+                write.put_message(
+                    message_id,
+                    heads[message_id],
+                    role=now.role,
+                    content="",
+                    model_id=now.model_id,
+                    metadata={},
+                    tokens=0,
+                    is_deleted=True,
+                    edit_reason=f"restored to version {target.version}",
+                )
+            elif _same_state(now, wanted):
+                continue
+            else:
+                write.put_message(
+                    message_id,
+                    heads[message_id],
+                    role=wanted.role,
+                    content=wanted.content,
+                    model_id=wanted.model_id,
+                    metadata=wanted.metadata,
+                    tokens=wanted.tokens,
+                    is_deleted=False,
+                    edit_reason=f"restored from version {target.version}",
+                )
+            restored += 1
+        return restored
+
+    @staticmethod
+    def _range(
+        at_target: dict[UUID, MessageVersion], first: UUID | None, last: UUID | None, target: Snapshot
+    ) -> list[UUID]:
+        alive = sorted((m for m in at_target.values() if not m.is_deleted), key=lambda m: m.position)
+        ids = [m.message_id for m in alive]
+        for field, message_id in (("first_message_id", first), ("last_message_id", last)):
+            if message_id not in ids:
+                raise NotFound(f"message_range.{field} {message_id} was not in the chat at snapshot {target.id}")
+        assert first is not None and last is not None
+        start, end = ids.index(first), ids.index(last)
+        if start > end:
+            raise InvalidArgument(
+                [FieldViolation("message_range", "first_message_id comes after last_message_id in chat order")]
+            )
+        return ids[start : end + 1]
+
+    def _restore_files(self, write: Write, target: Snapshot, scope: Scope, file_ids: list[UUID]) -> int:
+        # The media vault (issue 3) adds files; until then a chat has none, so
+        # a named file version cannot exist and file sets are always equal.
+        if scope is Scope.SINGLE_FILE and file_ids:
+            raise NotFound(f"file_ids: {file_ids[0]} is not a file version of this chat at snapshot {target.id}")
+        return 0

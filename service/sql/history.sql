@@ -1,0 +1,108 @@
+-- name: register_chat
+-- A write to a chat id this tenant never used registers it.
+INSERT INTO tm_chats (tenant_id, chat_id, state_sum)
+VALUES (%(tenant_id)s, %(chat_id)s, %(zero)s)
+ON CONFLICT (tenant_id, chat_id) DO NOTHING
+
+-- name: lock_chat
+-- Writers to one chat queue here, so versions are 1, 2, 3 … without gaps.
+SELECT tenant_id, chat_id, title, head_version, head_snapshot_id, head_time,
+       message_count, file_count, total_tokens, state_sum, next_position
+FROM tm_chats
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+FOR UPDATE
+
+-- name: get_chat_head
+SELECT tenant_id, chat_id, title, head_version, head_snapshot_id, head_time,
+       message_count, file_count, total_tokens, state_sum, next_position
+FROM tm_chats
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+
+-- name: snapshot_by_request
+SELECT * FROM tm_snapshots
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND request_id = %(request_id)s
+
+-- name: insert_snapshot
+-- Timestamps never run backwards along versions, even across clock steps.
+INSERT INTO tm_snapshots (
+    id, tenant_id, chat_id, version, created_at, message_count, file_count,
+    total_tokens, trigger, trigger_message_id, trigger_file_id,
+    trigger_description, previous_snapshot_id, restored_from_snapshot_id,
+    checksum, title, user_id, request_id)
+VALUES (
+    %(id)s, %(tenant_id)s, %(chat_id)s, %(version)s,
+    greatest(clock_timestamp(), %(head_time)s::timestamptz),
+    %(message_count)s, %(file_count)s, %(total_tokens)s, %(trigger)s,
+    %(trigger_message_id)s, %(trigger_file_id)s, %(trigger_description)s,
+    %(previous_snapshot_id)s, %(restored_from_snapshot_id)s, %(checksum)s,
+    %(title)s, %(user_id)s, %(request_id)s)
+RETURNING *
+
+-- name: advance_chat
+UPDATE tm_chats
+SET title = %(title)s, head_version = %(version)s, head_snapshot_id = %(snapshot_id)s,
+    head_time = %(created_at)s, message_count = %(message_count)s,
+    file_count = %(file_count)s, total_tokens = %(total_tokens)s,
+    state_sum = %(state_sum)s, next_position = %(next_position)s
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+
+-- name: get_message_head
+SELECT message_id, position, current_version_id, version, is_deleted, tokens,
+       element_hash, original_created_at
+FROM tm_messages
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
+
+-- name: insert_message_version
+INSERT INTO tm_message_versions (
+    id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
+    position, role, content, model_id, metadata, tokens, is_deleted,
+    edit_reason, edited_by, created_at, original_created_at)
+VALUES (
+    %(id)s, %(tenant_id)s, %(chat_id)s, %(message_id)s, %(snapshot_id)s,
+    %(chat_version)s, %(version)s, %(position)s, %(role)s, %(content)s,
+    %(model_id)s, %(metadata)s, %(tokens)s, %(is_deleted)s, %(edit_reason)s,
+    %(edited_by)s, %(created_at)s, coalesce(%(original_created_at)s, %(created_at)s))
+RETURNING *, true AS is_active, NULL::timestamptz AS superseded_at
+
+-- name: upsert_message_head
+INSERT INTO tm_messages (
+    tenant_id, chat_id, message_id, position, current_version_id, version,
+    is_deleted, tokens, element_hash, original_created_at)
+VALUES (
+    %(tenant_id)s, %(chat_id)s, %(message_id)s, %(position)s, %(id)s,
+    %(version)s, %(is_deleted)s, %(tokens)s, %(element_hash)s, %(original_created_at)s)
+ON CONFLICT (tenant_id, chat_id, message_id) DO UPDATE
+SET current_version_id = excluded.current_version_id, version = excluded.version,
+    is_deleted = excluded.is_deleted, tokens = excluded.tokens,
+    element_hash = excluded.element_hash
+
+-- name: message_version_by_id
+SELECT * FROM tm_message_versions_view
+WHERE tenant_id = %(tenant_id)s AND id = %(id)s
+
+-- name: message_version_of_snapshot
+SELECT * FROM tm_message_versions_view
+WHERE tenant_id = %(tenant_id)s AND snapshot_id = %(snapshot_id)s
+  AND message_id = %(message_id)s
+
+-- name: insert_restore
+INSERT INTO tm_restores (
+    id, tenant_id, chat_id, user_id, from_snapshot_id, to_snapshot_id,
+    previous_snapshot_id, scope, message_ids, file_ids, range_first_id,
+    range_last_id, messages_restored, files_restored, reason, created_at)
+VALUES (
+    %(id)s, %(tenant_id)s, %(chat_id)s, %(user_id)s, %(from_snapshot_id)s,
+    %(to_snapshot_id)s, %(previous_snapshot_id)s, %(scope)s, %(message_ids)s,
+    %(file_ids)s, %(range_first_id)s, %(range_last_id)s, %(messages_restored)s,
+    %(files_restored)s, %(reason)s, %(created_at)s)
+RETURNING *
+
+-- name: restore_by_snapshot
+SELECT * FROM tm_restores
+WHERE tenant_id = %(tenant_id)s AND to_snapshot_id = %(snapshot_id)s
+
+-- name: all_message_heads
+SELECT message_id, position, current_version_id, version, is_deleted, tokens,
+       element_hash, original_created_at
+FROM tm_messages
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s

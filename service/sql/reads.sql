@@ -1,0 +1,86 @@
+-- name: current_messages
+SELECT v.* FROM tm_messages m
+JOIN tm_message_versions_view v ON v.id = m.current_version_id
+WHERE m.tenant_id = %(tenant_id)s AND m.chat_id = %(chat_id)s AND NOT m.is_deleted
+ORDER BY m.position
+
+-- name: messages_at_version
+-- The chat at version N from rows written at or before N only.
+SELECT v.* FROM (
+    SELECT DISTINCT ON (message_id) id
+    FROM tm_message_versions
+    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND chat_version <= %(version)s
+    ORDER BY message_id, chat_version DESC
+) latest
+JOIN tm_message_versions_view v ON v.id = latest.id
+WHERE NOT v.is_deleted
+ORDER BY v.position
+
+-- name: message_versions_at_version
+-- Like messages_at_version, tombstones included: the state of every message
+-- ever seen by version N.
+SELECT DISTINCT ON (message_id) *
+FROM tm_message_versions
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND chat_version <= %(version)s
+ORDER BY message_id, chat_version DESC
+
+-- name: message_versions
+SELECT * FROM tm_message_versions_view
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
+ORDER BY version DESC
+
+-- name: snapshot_by_id
+SELECT * FROM tm_snapshots
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND id = %(snapshot_id)s
+
+-- name: snapshot_by_version
+SELECT * FROM tm_snapshots
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND version = %(version)s
+
+-- name: snapshot_at_time
+SELECT * FROM tm_snapshots
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND created_at <= %(at_time)s
+ORDER BY created_at DESC, version DESC
+LIMIT 1
+
+-- name: snapshots_page
+SELECT * FROM tm_snapshots
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND version > %(after_version)s
+ORDER BY version
+LIMIT %(limit)s
+
+-- name: snapshots_by_date
+-- Local midnight to midnight in the caller's zone, as an index range on created_at.
+SELECT * FROM tm_snapshots
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+  AND created_at >= (%(day)s::date)::timestamp AT TIME ZONE %(tz)s
+  AND created_at < (%(day)s::date + 1)::timestamp AT TIME ZONE %(tz)s
+  AND version > %(after_version)s
+ORDER BY version
+LIMIT %(limit)s
+
+-- name: snapshot_calendar
+SELECT to_char(created_at AT TIME ZONE %(tz)s, 'YYYY-MM-DD') AS day, count(*) AS snapshots,
+       min(created_at) AS oldest, max(created_at) AS newest
+FROM tm_snapshots
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+GROUP BY 1
+
+-- name: restores_page
+SELECT * FROM tm_restores
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+  AND (%(after_time)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_time)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: all_snapshots
+SELECT * FROM tm_snapshots
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+ORDER BY version
+
+-- name: all_message_versions
+SELECT id, message_id, chat_version, position, role, content, is_deleted, tokens
+FROM tm_message_versions
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+ORDER BY chat_version, id

@@ -1,0 +1,214 @@
+"""Reading history: the chat now, at any snapshot, its timeline and calendar."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from service import paging
+from service.database import Database, Transaction
+from service.errors import FieldViolation, InvalidArgument, NotFound
+from service.models import ChatHead, ChatView, Identity, MessageVersion, RestoreRecord, Snapshot, Timeline
+from service.validation import Checker
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def require_chat(tx: Transaction, identity: Identity, chat_id: UUID) -> ChatHead:
+    head: ChatHead | None = tx.one(
+        "get_chat_head", {"tenant_id": identity.tenant_id, "chat_id": chat_id}, ChatHead
+    )
+    if head is None:
+        raise NotFound(f"chat {chat_id} does not exist")
+    return head
+
+
+def find_snapshot(tx: Transaction, identity: Identity, chat_id: UUID, snapshot_id: UUID, field: str) -> Snapshot:
+    snapshot: Snapshot | None = tx.one(
+        "snapshot_by_id",
+        {"tenant_id": identity.tenant_id, "chat_id": chat_id, "snapshot_id": snapshot_id},
+        Snapshot,
+    )
+    if snapshot is None:
+        raise NotFound(f"{field} {snapshot_id} is not a snapshot of chat {chat_id}")
+    return snapshot
+
+
+def messages_at(tx: Transaction, identity: Identity, chat_id: UUID, version: int) -> list[MessageVersion]:
+    rows: list[MessageVersion] = tx.all(
+        "messages_at_version",
+        {"tenant_id": identity.tenant_id, "chat_id": chat_id, "version": version},
+        MessageVersion,
+    )
+    return rows
+
+
+def _restore_key(key: list[object]) -> tuple[datetime, UUID]:
+    try:
+        return datetime.fromisoformat(str(key[0])), UUID(str(key[1]))
+    except (ValueError, IndexError):
+        raise InvalidArgument([FieldViolation("page_token", "is not a token this service issued")]) from None
+
+
+class Reader:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get_chat(self, identity: Identity, chat_id: str) -> ChatView:
+        check = Checker()
+        chat = check.uuid("chat_id", chat_id)
+        check.done()
+        assert chat is not None
+        with self.db.transaction(identity.tenant_id) as tx:
+            head = require_chat(tx, identity, chat)
+            snapshot = None
+            if head.head_snapshot_id is not None:
+                snapshot = find_snapshot(tx, identity, chat, head.head_snapshot_id, "snapshot_id")
+            messages: list[MessageVersion] = tx.all(
+                "current_messages", {"tenant_id": identity.tenant_id, "chat_id": chat}, MessageVersion
+            )
+            return ChatView(chat_id=chat, title=head.title, snapshot=snapshot, messages=messages)
+
+    def list_message_versions(self, identity: Identity, chat_id: str, message_id: str) -> list[MessageVersion]:
+        check = Checker()
+        chat = check.uuid("chat_id", chat_id)
+        message = check.uuid("message_id", message_id)
+        check.done()
+        with self.db.transaction(identity.tenant_id) as tx:
+            rows: list[MessageVersion] = tx.all(
+                "message_versions",
+                {"tenant_id": identity.tenant_id, "chat_id": chat, "message_id": message},
+                MessageVersion,
+            )
+        if not rows:
+            raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
+        return rows
+
+    def get_chat_at(
+        self,
+        identity: Identity,
+        chat_id: str,
+        *,
+        snapshot_id: str | None = None,
+        version: int | None = None,
+        at_time: datetime | None = None,
+    ) -> ChatView:
+        check = Checker()
+        chat = check.uuid("chat_id", chat_id)
+        snap = check.uuid("snapshot_id", snapshot_id) if snapshot_id is not None else None
+        if version is not None and version <= 0:
+            check.fail("version", "must be 1 or more")
+        if snapshot_id is None and version is None and at_time is None:
+            check.fail("point", "one of snapshot_id, version or at_time is required")
+        check.done()
+        assert chat is not None
+        params = {"tenant_id": identity.tenant_id, "chat_id": chat}
+        with self.db.transaction(identity.tenant_id) as tx:
+            require_chat(tx, identity, chat)
+            snapshot: Snapshot | None
+            if snap is not None:
+                snapshot = find_snapshot(tx, identity, chat, snap, "snapshot_id")
+            elif version is not None:
+                snapshot = tx.one("snapshot_by_version", {**params, "version": version}, Snapshot)
+                if snapshot is None:
+                    raise NotFound(f"chat {chat_id} has no version {version}")
+            else:
+                snapshot = tx.one("snapshot_at_time", {**params, "at_time": at_time}, Snapshot)
+                if snapshot is None:
+                    raise NotFound(f"chat {chat_id} has no snapshot at or before {at_time}")
+            messages = messages_at(tx, identity, chat, snapshot.version)
+            return ChatView(chat_id=chat, title=snapshot.title, snapshot=snapshot, messages=messages)
+
+    def timeline(self, identity: Identity, chat_id: str, page_size: int, page_token: str, time_zone: str) -> Timeline:
+        check = Checker()
+        chat = check.uuid("chat_id", chat_id)
+        size = check.page_size("page_size", page_size, default=DEFAULT_PAGE, maximum=MAX_PAGE)
+        tz = check.time_zone("time_zone", time_zone)
+        check.done()
+        assert chat is not None
+        scope = ("timeline", identity.tenant_id, chat)
+        after = paging.decode(page_token, scope, int) or 0
+        params = {"tenant_id": identity.tenant_id, "chat_id": chat}
+        with self.db.transaction(identity.tenant_id) as tx:
+            head = require_chat(tx, identity, chat)
+            page: list[Snapshot] = tx.all(
+                "snapshots_page", {**params, "after_version": after, "limit": size + 1}, Snapshot
+            )
+            calendar = tx.all("snapshot_calendar", {**params, "tz": tz})
+        more = len(page) > size
+        page = page[:size]
+        return Timeline(
+            chat_id=chat,
+            title=head.title,
+            current_version=head.head_version,
+            message_count=head.message_count,
+            file_count=head.file_count,
+            snapshots=page,
+            next_page_token=paging.encode(page[-1].version, scope) if more else "",
+            total_snapshots=head.head_version,
+            # Files arrive with the media vault (issue 3); until then none are kept.
+            total_media_bytes=0,
+            oldest=min((row["oldest"] for row in calendar), default=None),
+            newest=max((row["newest"] for row in calendar), default=None),
+            by_date={row["day"]: row["snapshots"] for row in calendar},
+        )
+
+    def snapshots_by_date(
+        self, identity: Identity, chat_id: str, day: str, time_zone: str, page_size: int, page_token: str
+    ) -> tuple[list[Snapshot], str]:
+        check = Checker()
+        chat = check.uuid("chat_id", chat_id)
+        parsed = check.date("date", day)
+        tz = check.time_zone("time_zone", time_zone)
+        size = check.page_size("page_size", page_size, default=DEFAULT_PAGE, maximum=MAX_PAGE)
+        check.done()
+        scope = ("by_date", identity.tenant_id, chat, day, tz)
+        after = paging.decode(page_token, scope, int) or 0
+        with self.db.transaction(identity.tenant_id) as tx:
+            assert chat is not None
+            require_chat(tx, identity, chat)
+            rows: list[Snapshot] = tx.all(
+                "snapshots_by_date",
+                {
+                    "tenant_id": identity.tenant_id,
+                    "chat_id": chat,
+                    "day": parsed,
+                    "tz": tz,
+                    "after_version": after,
+                    "limit": size + 1,
+                },
+                Snapshot,
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        return rows, paging.encode(rows[-1].version, scope) if more else ""
+
+    def list_restores(
+        self, identity: Identity, chat_id: str, page_size: int, page_token: str
+    ) -> tuple[list[RestoreRecord], str]:
+        check = Checker()
+        chat = check.uuid("chat_id", chat_id)
+        size = check.page_size("page_size", page_size, default=DEFAULT_PAGE, maximum=MAX_PAGE)
+        check.done()
+        scope = ("restores", identity.tenant_id, chat)
+        after = paging.decode(page_token, scope, list)
+        after_time, after_id = _restore_key(after) if after else (None, None)
+        with self.db.transaction(identity.tenant_id) as tx:
+            assert chat is not None
+            require_chat(tx, identity, chat)
+            rows: list[RestoreRecord] = tx.all(
+                "restores_page",
+                {
+                    "tenant_id": identity.tenant_id,
+                    "chat_id": chat,
+                    "after_time": after_time,
+                    "after_id": after_id,
+                    "limit": size + 1,
+                },
+                RestoreRecord,
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        token = paging.encode([rows[-1].created_at.isoformat(), str(rows[-1].id)], scope) if more else ""
+        return rows, token

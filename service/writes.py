@@ -1,0 +1,267 @@
+"""The write pipeline every action goes through.
+
+One action = one transaction: lock the chat's head row, check idempotency and
+the expected version, stage the changed history rows, then insert the snapshot,
+the rows and the new heads together. Counts and the checksum move by the
+staged deltas only (O(changed elements), never O(chat)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+from psycopg.types.json import Jsonb
+
+from service import checksum
+from service.database import Transaction
+from service.errors import Aborted, FailedPrecondition, NotFound
+from service.models import ChatHead, Identity, MessageHead, MessageVersion, Snapshot, Trigger
+
+
+@dataclass
+class StagedMessage:
+    """A message version to be written with the snapshot."""
+
+    message_id: UUID
+    version: int
+    position: int
+    role: str
+    content: str
+    model_id: str
+    metadata: dict[str, Any]
+    tokens: int
+    is_deleted: bool
+    edit_reason: str
+    original_created_at: Any
+    element_hash: str
+    id: UUID = field(default_factory=uuid4)
+
+
+class Replay(Exception):
+    """The request id was already used in this chat; carries the first snapshot."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__("replay")
+        self.snapshot = snapshot
+
+
+class Write:
+    """One action on one chat, inside its transaction, with the chat locked."""
+
+    def __init__(self, tx: Transaction, head: ChatHead, identity: Identity, request_id: str | None) -> None:
+        self.tx = tx
+        self.head = head
+        self.identity = identity
+        self.request_id = request_id
+        self.state = checksum.StateSum.parse(head.state_sum)
+        self.title = head.title
+        self.message_count = head.message_count
+        self.file_count = head.file_count
+        self.total_tokens = head.total_tokens
+        self.next_position = head.next_position
+        self.messages: list[StagedMessage] = []
+        self.extra_rows: list[tuple[str, dict[str, Any]]] = []
+        self.snapshot_id = uuid4()
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"tenant_id": self.head.tenant_id, "chat_id": self.head.chat_id}
+
+    # -- reading current state -------------------------------------------------
+
+    def message_head(self, message_id: UUID) -> MessageHead | None:
+        row: MessageHead | None = self.tx.one(
+            "get_message_head", {**self.params, "message_id": message_id}, MessageHead
+        )
+        return row
+
+    def live_message(self, message_id: UUID, field_name: str = "message_id") -> tuple[MessageHead, MessageVersion]:
+        head = self.message_head(message_id)
+        if head is None or head.is_deleted:
+            raise NotFound(f"{field_name} {message_id} is not a message in this chat's current view")
+        current: MessageVersion = self.tx.one(
+            "message_version_by_id",
+            {"tenant_id": self.head.tenant_id, "id": head.current_version_id},
+            MessageVersion,
+        )
+        return head, current
+
+    # -- staging changes ---------------------------------------------------------
+
+    def put_message(
+        self,
+        message_id: UUID,
+        previous: MessageHead | None,
+        *,
+        role: str,
+        content: str,
+        model_id: str,
+        metadata: dict[str, Any],
+        tokens: int,
+        is_deleted: bool,
+        edit_reason: str = "",
+    ) -> StagedMessage:
+        """Stage a new version of a message and move counts and checksum."""
+        if previous is not None and not previous.is_deleted:
+            self.state.remove(checksum.from_hex(previous.element_hash))
+            self.message_count -= 1
+            self.total_tokens -= previous.tokens
+        if previous is None:
+            position = self.next_position
+            self.next_position += 1
+        else:
+            position = previous.position
+        element = 0 if is_deleted else checksum.message_element(message_id, position, role, content)
+        if not is_deleted:
+            self.state.add(element)
+            self.message_count += 1
+            self.total_tokens += tokens
+        staged = StagedMessage(
+            message_id=message_id,
+            version=(previous.version + 1) if previous else 1,
+            position=position,
+            role=role,
+            content=content,
+            model_id=model_id,
+            metadata=metadata,
+            tokens=tokens,
+            is_deleted=is_deleted,
+            edit_reason=edit_reason,
+            original_created_at=previous.original_created_at if previous else None,
+            element_hash=checksum.to_hex(element),
+        )
+        self.messages.append(staged)
+        return staged
+
+    def set_title(self, title: str) -> None:
+        self.state.replace(checksum.title_element(self.title), checksum.title_element(title))
+        self.title = title
+
+    # -- committing --------------------------------------------------------------
+
+    def commit(
+        self,
+        trigger: Trigger,
+        *,
+        trigger_message_id: UUID | None = None,
+        trigger_file_id: UUID | None = None,
+        description: str = "",
+        restored_from: UUID | None = None,
+    ) -> tuple[Snapshot, list[MessageVersion]]:
+        """Insert the snapshot, the staged rows and the new heads."""
+        snapshot: Snapshot = self.tx.one(
+            "insert_snapshot",
+            {
+                **self.params,
+                "id": self.snapshot_id,
+                "version": self.head.head_version + 1,
+                "head_time": self.head.head_time,
+                "message_count": self.message_count,
+                "file_count": self.file_count,
+                "total_tokens": self.total_tokens,
+                "trigger": trigger.value,
+                "trigger_message_id": trigger_message_id,
+                "trigger_file_id": trigger_file_id,
+                "trigger_description": description,
+                "previous_snapshot_id": self.head.head_snapshot_id,
+                "restored_from_snapshot_id": restored_from,
+                "checksum": self.state.hex,
+                "title": self.title,
+                "user_id": self.identity.user_id,
+                "request_id": self.request_id,
+            },
+            Snapshot,
+        )
+        written = [self._insert_message(snapshot, staged) for staged in self.messages]
+        for name, params in self.extra_rows:
+            self.tx.execute(name, {**params, "snapshot_id": snapshot.id, "chat_version": snapshot.version})
+        self.tx.execute(
+            "advance_chat",
+            {
+                **self.params,
+                "title": self.title,
+                "version": snapshot.version,
+                "snapshot_id": snapshot.id,
+                "created_at": snapshot.created_at,
+                "message_count": self.message_count,
+                "file_count": self.file_count,
+                "total_tokens": self.total_tokens,
+                "state_sum": self.state.hex,
+                "next_position": self.next_position,
+            },
+        )
+        return snapshot, written
+
+    def _insert_message(self, snapshot: Snapshot, staged: StagedMessage) -> MessageVersion:
+        row: MessageVersion = self.tx.one(
+            "insert_message_version",
+            {
+                **self.params,
+                "id": staged.id,
+                "message_id": staged.message_id,
+                "snapshot_id": snapshot.id,
+                "chat_version": snapshot.version,
+                "version": staged.version,
+                "position": staged.position,
+                "role": staged.role,
+                "content": staged.content,
+                "model_id": staged.model_id,
+                "metadata": Jsonb(staged.metadata),
+                "tokens": staged.tokens,
+                "is_deleted": staged.is_deleted,
+                "edit_reason": staged.edit_reason,
+                "edited_by": self.identity.user_id,
+                "created_at": snapshot.created_at,
+                "original_created_at": staged.original_created_at,
+            },
+            MessageVersion,
+        )
+        self.tx.execute(
+            "upsert_message_head",
+            {
+                **self.params,
+                "message_id": staged.message_id,
+                "position": staged.position,
+                "id": row.id,
+                "version": staged.version,
+                "is_deleted": staged.is_deleted,
+                "tokens": staged.tokens,
+                "element_hash": staged.element_hash,
+                "original_created_at": row.original_created_at,
+            },
+        )
+        return row
+
+
+def open_write(
+    tx: Transaction,
+    identity: Identity,
+    chat_id: UUID,
+    *,
+    request_id: str | None,
+    expected_version: int | None,
+    replay_triggers: tuple[Trigger, ...],
+    register: bool = True,
+) -> Write:
+    """Lock the chat (registering it if new) and check request id and version.
+
+    Raises Replay when `request_id` was already used in this chat: the caller
+    answers with the first call's result and writes nothing.
+    """
+    params = {"tenant_id": identity.tenant_id, "chat_id": chat_id}
+    if register:
+        tx.execute("register_chat", {**params, "zero": checksum.ZERO})
+    head: ChatHead | None = tx.one("lock_chat", params, ChatHead)
+    if head is None:
+        raise NotFound(f"chat {chat_id} does not exist")
+    if request_id is not None:
+        first: Snapshot | None = tx.one("snapshot_by_request", {**params, "request_id": request_id}, Snapshot)
+        if first is not None:
+            if first.trigger not in replay_triggers:
+                raise FailedPrecondition("request_id was already used for a different call in this chat")
+            raise Replay(first)
+    if expected_version is not None and expected_version != head.head_version:
+        raise Aborted(f"chat is at version {head.head_version}, not the expected {expected_version}")
+    return Write(tx, head, identity, request_id)
