@@ -1,0 +1,113 @@
+"""No tenant ever sees another's data: in queries and in PostgreSQL itself (RLS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from psycopg import sql
+
+from generated.timemachine.v1 import resources_pb2 as pb
+from generated.timemachine.v1 import service_pb2 as api
+from service.database import APP_ROLE
+from tests.conftest import Caller, Stack, rpc_error
+
+TABLES = ["tm_chats", "tm_snapshots", "tm_message_versions", "tm_messages", "tm_restores"]
+
+
+def test_another_tenants_ids_are_not_found(caller: Caller, other: Caller, chat_id: str) -> None:
+    saved = caller.save(chat_id, "secret")
+    message_id, snapshot_id = saved.message.message_id, saved.snapshot.id
+    calls: list[tuple[str, Callable[..., Any], Any]] = [
+        ("GetChat", other.stub.GetChat, api.GetChatRequest(chat_id=chat_id)),
+        ("EditMessage", other.stub.EditMessage, api.EditMessageRequest(chat_id=chat_id, message_id=message_id)),
+        ("DeleteMessage", other.stub.DeleteMessage, api.DeleteMessageRequest(chat_id=chat_id, message_id=message_id)),
+        (
+            "ListMessageVersions",
+            other.stub.ListMessageVersions,
+            api.ListMessageVersionsRequest(chat_id=chat_id, message_id=message_id),
+        ),
+        ("GetTimeline", other.stub.GetTimeline, api.GetTimelineRequest(chat_id=chat_id)),
+        (
+            "GetChatAtSnapshot",
+            other.stub.GetChatAtSnapshot,
+            api.GetChatAtSnapshotRequest(chat_id=chat_id, snapshot_id=snapshot_id),
+        ),
+        (
+            "ListSnapshotsByDate",
+            other.stub.ListSnapshotsByDate,
+            api.ListSnapshotsByDateRequest(chat_id=chat_id, date="2026-01-01"),
+        ),
+        ("ListRestores", other.stub.ListRestores, api.ListRestoresRequest(chat_id=chat_id)),
+        ("VerifyChat", other.stub.VerifyChat, api.VerifyChatRequest(chat_id=chat_id)),
+    ]
+    for name, call, request in calls:
+        assert rpc_error(call, request, metadata=other.md).code() == grpc.StatusCode.NOT_FOUND, name
+    # A restore into the other tenant's own chat with our snapshot id: NOT_FOUND too.
+    other.save(chat_id, "their own chat with the same id")
+    error = rpc_error(other.restore, chat_id, snapshot_id, pb.RESTORE_SCOPE_FULL_CHAT)
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    # Same chat id, two tenants, two separate chats.
+    assert [m.content for m in caller.chat(chat_id).messages] == ["secret"]
+    assert [m.content for m in other.chat(chat_id).messages] == ["their own chat with the same id"]
+
+
+def _as_service_role(stack: Stack) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(stack.runtime.database_url, autocommit=True)
+    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
+    return conn
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_service_role_without_tenant_setting_sees_no_rows(stack: Stack, caller: Caller, chat_id: str, table: str) -> None:
+    caller.save(chat_id, "row")
+    restore = caller.restore(chat_id, caller.chat(chat_id).snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT)
+    assert restore.success
+    with _as_service_role(stack) as conn:
+        assert conn.execute("select current_user").fetchone() == (APP_ROLE,)
+        count = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(table))).fetchone()
+        assert count == (0,)
+        with conn.transaction():
+            conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+            mine = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(table))).fetchone()
+            assert mine is not None and mine[0] >= 1
+            tenants = conn.execute(sql.SQL("select count(distinct tenant_id) from {}").format(sql.Identifier(table)))
+            assert tenants.fetchone() == (1,)
+
+
+def test_service_role_cannot_write_another_tenant_or_delete_history(stack: Stack, caller: Caller, chat_id: str) -> None:
+    caller.save(chat_id, "row")
+    with _as_service_role(stack) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+            conn.execute("delete from tm_message_versions")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+            conn.execute("update tm_message_versions set content = 'rewritten'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+            conn.execute(
+                "insert into tm_chats (tenant_id, chat_id, state_sum) values (gen_random_uuid(), gen_random_uuid(), '0')"
+            )
+
+
+def test_tenant_setting_is_transaction_local(stack: Stack, caller: Caller, chat_id: str) -> None:
+    caller.save(chat_id, "row")
+    with _as_service_role(stack) as conn:
+        with conn.transaction():
+            conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+            assert conn.execute("select count(*) from tm_chats").fetchone() == (1,)
+        assert conn.execute("select count(*) from tm_chats").fetchone() == (0,)
+
+
+def test_tenant_value_is_a_bound_parameter(stack: Stack) -> None:
+    hostile = "x'; drop table tm_chats; --"
+    with _as_service_role(stack) as conn, pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        with conn.transaction():
+            conn.execute("select set_config('app.current_tenant_id', %s, true)", (hostile,))
+            conn.execute("select count(*) from tm_chats")
+    with _as_service_role(stack) as conn:
+        assert conn.execute("select to_regclass('tm_chats')").fetchone() == ("tm_chats",)

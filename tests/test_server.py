@@ -1,0 +1,76 @@
+"""The server's surface: health, reflection, UNIMPLEMENTED, generated code, migrations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from generated.timemachine.v1 import service_pb2 as api
+from service import migrations
+from tests.conftest import Caller, Stack, rpc_error
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("service", ["", "timemachine.v1.TimeMachineService"])
+def test_health_is_serving(stack: Stack, service: str) -> None:
+    stub = health_pb2_grpc.HealthStub(stack.channel)
+    reply = stub.Check(health_pb2.HealthCheckRequest(service=service))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_services_and_describes_messages(stack: Stack) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(stack.channel)
+    replies = list(
+        stub.ServerReflectionInfo(
+            iter(
+                [
+                    reflection_pb2.ServerReflectionRequest(list_services=""),
+                    reflection_pb2.ServerReflectionRequest(file_containing_symbol="timemachine.v1.SaveMessageRequest"),
+                ]
+            )
+        )
+    )
+    names = {s.name for s in replies[0].list_services_response.service}
+    assert {"timemachine.v1.TimeMachineService", "grpc.health.v1.Health"} <= names
+    assert replies[1].file_descriptor_response.file_descriptor_proto
+
+
+@pytest.mark.parametrize(
+    ("rpc", "request_message"),
+    [
+        ("Search", api.SearchRequest(query="x")),
+        ("CompareSnapshots", api.CompareSnapshotsRequest()),
+        ("GetExport", api.GetExportRequest()),
+    ],
+)
+def test_later_rpcs_answer_unimplemented(caller: Caller, rpc: str, request_message: object) -> None:
+    error = rpc_error(getattr(caller.stub, rpc), request_message, metadata=caller.md)
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_unknown_method_is_unimplemented(stack: Stack) -> None:
+    call = stack.channel.unary_unary("/timemachine.v1.TimeMachineService/NoSuchRpc")
+    error = rpc_error(call, b"")
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_generated_code_is_up_to_date() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--check", str(ROOT / "generated")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_migrations_apply_once(stack: Stack) -> None:
+    assert migrations.apply(stack.runtime.database_url) == []
+    assert [m.number for m in migrations.available()] == list(range(1, len(migrations.available()) + 1))
