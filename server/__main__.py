@@ -26,7 +26,9 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("timemachine.access").setLevel(logging.WARNING if settings.log_level == "INFO" else settings.log_level)
+    logging.getLogger("timemachine.access").setLevel(
+        logging.WARNING if settings.log_level == "INFO" else settings.log_level
+    )
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -49,8 +51,8 @@ def main() -> int:
             f"  grpcurl -plaintext {host}:{app.port} list\n"
             f"  grpcurl -plaintext -H 'x-tenant-id: 00000000-0000-4000-8000-000000000001' "
             f"-H 'x-user-id: 00000000-0000-4000-8000-000000000002' "
-            f"-d '{{\"chat_id\": \"00000000-0000-4000-8000-0000000000c1\", \"role\": \"MESSAGE_ROLE_USER\", "
-            f"\"content\": \"hello\"}}' {host}:{app.port} timemachine.v1.TimeMachineService/SaveMessage\n"
+            f'-d \'{{"chat_id": "00000000-0000-4000-8000-0000000000c1", "role": "MESSAGE_ROLE_USER", '
+            f'"content": "hello"}}\' {host}:{app.port} timemachine.v1.TimeMachineService/SaveMessage\n'
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

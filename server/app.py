@@ -58,9 +58,10 @@ class App:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        service_pb2_grpc.add_TimeMachineServiceServicer_to_server(
-            TimeMachineServicer(build_product(settings, stores)), self.server
-        )
+        # RPCs of later issues are inherited from the generated base class,
+        # which answers UNIMPLEMENTED; the stubs declare them abstract.
+        servicer = TimeMachineServicer(build_product(settings, stores))  # type: ignore[abstract]
+        service_pb2_grpc.add_TimeMachineServiceServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names: list[Any] = [
             service_pb2.DESCRIPTOR.services_by_name["TimeMachineService"].full_name,

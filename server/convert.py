@@ -62,7 +62,7 @@ def snapshot(row: models.Snapshot) -> pb.Snapshot:
         message_count=row.message_count,
         file_count=row.file_count,
         total_tokens=row.total_tokens,
-        trigger=TRIGGER_TO_PROTO[row.trigger],  # type: ignore[arg-type]
+        trigger=TRIGGER_TO_PROTO[row.trigger],
         trigger_message_id=text(row.trigger_message_id),
         trigger_file_id=text(row.trigger_file_id),
         trigger_description=row.trigger_description,
@@ -80,7 +80,7 @@ def message(row: models.MessageVersion) -> pb.MessageVersion:
         message_id=str(row.message_id),
         chat_id=str(row.chat_id),
         snapshot_id=str(row.snapshot_id),
-        role=ROLE_TO_PROTO[row.role],  # type: ignore[arg-type]
+        role=ROLE_TO_PROTO[row.role],
         content=row.content,
         model_id=row.model_id,
         metadata=struct(row.metadata),
@@ -105,7 +105,7 @@ def restore_record(row: models.RestoreRecord) -> pb.RestoreRecord:
         from_snapshot_id=str(row.from_snapshot_id),
         to_snapshot_id=str(row.to_snapshot_id),
         previous_snapshot_id=text(row.previous_snapshot_id),
-        scope=SCOPE_TO_PROTO[row.scope],  # type: ignore[arg-type]
+        scope=SCOPE_TO_PROTO[row.scope],
         message_ids=[str(m) for m in row.message_ids],
         file_ids=[str(f) for f in row.file_ids],
         messages_restored=row.messages_restored,

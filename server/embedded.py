@@ -165,7 +165,9 @@ class EmbeddedS3:
             "s3.port.lance": free_port(),
         }
         # gRPC ports default to port + 10000 and may collide; pick them too.
-        grpc_ports = {f"{name}.grpc": free_port() for name in ("master.port", "volume.port", "filer.port", "admin.port")}
+        grpc_ports = {
+            f"{name}.grpc": free_port() for name in ("master.port", "volume.port", "filer.port", "admin.port")
+        }
         args = [
             self._binary(),
             "mini",

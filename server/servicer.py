@@ -15,7 +15,7 @@ from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
 from service.history import History, WriteOptions
 from service.models import ChatView
-from service.restore import RestoreRequest, Restorer
+from service.restore import Restorer, RestoreRequest
 from service.timeline import Reader
 from service.verify import Verifier
 

@@ -188,9 +188,7 @@ class History:
 
         return self._simple_write(identity, chat, request_id, options, Trigger.CHAT_RENAMED, rename)
 
-    def create_snapshot(
-        self, identity: Identity, *, chat_id: str, description: str, options: WriteOptions
-    ) -> Snapshot:
+    def create_snapshot(self, identity: Identity, *, chat_id: str, description: str, options: WriteOptions) -> Snapshot:
         check = Checker()
         chat, request_id = self._check_write(check, chat_id, options)
         check.text("description", description)

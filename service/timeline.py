@@ -16,9 +16,7 @@ MAX_PAGE = 1000
 
 
 def require_chat(tx: Transaction, identity: Identity, chat_id: UUID) -> ChatHead:
-    head: ChatHead | None = tx.one(
-        "get_chat_head", {"tenant_id": identity.tenant_id, "chat_id": chat_id}, ChatHead
-    )
+    head: ChatHead | None = tx.one("get_chat_head", {"tenant_id": identity.tenant_id, "chat_id": chat_id}, ChatHead)
     if head is None:
         raise NotFound(f"chat {chat_id} does not exist")
     return head

@@ -73,9 +73,7 @@ class Vault:
         status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
         if status != "Enabled":
             log.info("enabling versioning on bucket %s", self.bucket)
-            self.client.put_bucket_versioning(
-                Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
-            )
+            self.client.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
             status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
         if status != "Enabled":
             raise ConfigurationError(f"bucket {self.bucket!r} does not keep versions (status {status!r})")

@@ -54,7 +54,9 @@ class Verifier:
                     problems.append(_problem(snapshot, "total_tokens differs from history"))
                 previous = snapshot
             if head.head_version != len(snapshots):
-                problems.append(VerifyProblem(f"chat head is at version {head.head_version}, history has {len(snapshots)}"))
+                problems.append(
+                    VerifyProblem(f"chat head is at version {head.head_version}, history has {len(snapshots)}")
+                )
             if previous is not None and head.state_sum != previous.checksum:
                 problems.append(VerifyProblem("chat head checksum differs from its latest snapshot"))
         return VerifyReport(problems=problems, snapshots_checked=len(snapshots), files_checked=0)

@@ -68,7 +68,9 @@ class Caller:
     def md(self) -> tuple[tuple[str, str], ...]:
         return (("x-tenant-id", self.tenant_id), ("x-user-id", self.user_id))
 
-    def save(self, chat_id: str, content: str, role: int = pb.MESSAGE_ROLE_USER, **kw: object) -> api.SaveMessageResponse:
+    def save(
+        self, chat_id: str, content: str, role: int = pb.MESSAGE_ROLE_USER, **kw: object
+    ) -> api.SaveMessageResponse:
         request = api.SaveMessageRequest(chat_id=chat_id, role=role, content=content, **kw)  # type: ignore[arg-type]
         return self.stub.SaveMessage(request, metadata=self.md)
 
@@ -77,7 +79,9 @@ class Caller:
         return self.stub.EditMessage(request, metadata=self.md)
 
     def delete(self, chat_id: str, message_id: str) -> api.DeleteMessageResponse:
-        return self.stub.DeleteMessage(api.DeleteMessageRequest(chat_id=chat_id, message_id=message_id), metadata=self.md)
+        return self.stub.DeleteMessage(
+            api.DeleteMessageRequest(chat_id=chat_id, message_id=message_id), metadata=self.md
+        )
 
     def rename(self, chat_id: str, title: str) -> api.RenameChatResponse:
         return self.stub.RenameChat(api.RenameChatRequest(chat_id=chat_id, title=title), metadata=self.md)

@@ -96,9 +96,10 @@ def test_at_time_picks_the_latest_snapshot_at_or_before(caller: Caller, chat_id:
     stamp = timestamp_pb2.Timestamp()
     stamp.CopyFrom(second.snapshot.timestamp)
     assert caller.at(chat_id, at_time=stamp).snapshot.version == 2
-    before = first.snapshot.timestamp.ToDatetime(tzinfo=UTC) + (
-        second.snapshot.timestamp.ToDatetime(tzinfo=UTC) - first.snapshot.timestamp.ToDatetime(tzinfo=UTC)
-    ) / 2
+    before = (
+        first.snapshot.timestamp.ToDatetime(tzinfo=UTC)
+        + (second.snapshot.timestamp.ToDatetime(tzinfo=UTC) - first.snapshot.timestamp.ToDatetime(tzinfo=UTC)) / 2
+    )
     stamp.FromDatetime(before)
     assert caller.at(chat_id, at_time=stamp).snapshot.version == 1
     stamp.FromDatetime(datetime(2001, 1, 1, tzinfo=UTC))

@@ -62,7 +62,9 @@ def _as_service_role(stack: Stack) -> psycopg.Connection[Any]:
 
 
 @pytest.mark.parametrize("table", TABLES)
-def test_service_role_without_tenant_setting_sees_no_rows(stack: Stack, caller: Caller, chat_id: str, table: str) -> None:
+def test_service_role_without_tenant_setting_sees_no_rows(
+    stack: Stack, caller: Caller, chat_id: str, table: str
+) -> None:
     caller.save(chat_id, "row")
     restore = caller.restore(chat_id, caller.chat(chat_id).snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT)
     assert restore.success
@@ -90,7 +92,8 @@ def test_service_role_cannot_write_another_tenant_or_delete_history(stack: Stack
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
             conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
             conn.execute(
-                "insert into tm_chats (tenant_id, chat_id, state_sum) values (gen_random_uuid(), gen_random_uuid(), '0')"
+                "insert into tm_chats (tenant_id, chat_id, state_sum)"
+                " values (gen_random_uuid(), gen_random_uuid(), '0')"
             )
 
 
@@ -105,9 +108,12 @@ def test_tenant_setting_is_transaction_local(stack: Stack, caller: Caller, chat_
 
 def test_tenant_value_is_a_bound_parameter(stack: Stack) -> None:
     hostile = "x'; drop table tm_chats; --"
-    with _as_service_role(stack) as conn, pytest.raises(psycopg.errors.InvalidTextRepresentation):
-        with conn.transaction():
-            conn.execute("select set_config('app.current_tenant_id', %s, true)", (hostile,))
-            conn.execute("select count(*) from tm_chats")
+    with (
+        _as_service_role(stack) as conn,
+        pytest.raises(psycopg.errors.InvalidTextRepresentation),
+        conn.transaction(),
+    ):
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (hostile,))
+        conn.execute("select count(*) from tm_chats")
     with _as_service_role(stack) as conn:
         assert conn.execute("select to_regclass('tm_chats')").fetchone() == ("tm_chats",)

@@ -37,7 +37,11 @@ class ServerProcess:
         }
         self.log = (data_dir / "server.out").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "server"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as under `make run`
         )
         self.channel = grpc.insecure_channel(self.address)
@@ -51,7 +55,10 @@ class ServerProcess:
             if self.process.poll() is not None:
                 pytest.fail(f"server exited: {(self.data_dir / 'server.out').read_text()[-3000:]}")
             try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                if (
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
                     return
             except grpc.RpcError:
                 time.sleep(0.2)
@@ -86,7 +93,9 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 def test_data_survives_sigterm_and_sigkill_restarts(data_dir: Path) -> None:
     chat = str(uuid.uuid4())
     first = ServerProcess(data_dir)
-    first.stub.SaveMessage(api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="one"), metadata=TENANT)
+    first.stub.SaveMessage(
+        api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="one"), metadata=TENANT
+    )
     assert first.terminate() == 0
     # A graceful stop stops what it started.
     assert not EmbeddedPostgres(data_dir).running()
@@ -95,7 +104,9 @@ def test_data_survives_sigterm_and_sigkill_restarts(data_dir: Path) -> None:
     second = ServerProcess(data_dir)
     reply = second.stub.GetChat(api.GetChatRequest(chat_id=chat), metadata=TENANT)
     assert [m.content for m in reply.messages] == ["one"]
-    second.stub.SaveMessage(api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="two"), metadata=TENANT)
+    second.stub.SaveMessage(
+        api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="two"), metadata=TENANT
+    )
     second.kill_group()
 
     third = ServerProcess(data_dir)

@@ -19,7 +19,7 @@ USER = pb.MESSAGE_ROLE_USER
 
 
 def violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, "no google.rpc.Status details"
     found: dict[str, str] = {}
     for detail in status.details:
@@ -32,33 +32,90 @@ def violations(error: grpc.RpcError) -> dict[str, str]:
 CASES: list[tuple[str, str, Any, str]] = [
     ("chat id not a uuid", "SaveMessage", api.SaveMessageRequest(chat_id="abc", role=USER, content="x"), "chat_id"),
     ("chat id missing", "SaveMessage", api.SaveMessageRequest(role=USER, content="x"), "chat_id"),
-    ("message id not a uuid", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, message_id="1", role=USER), "message_id"),
+    (
+        "message id not a uuid",
+        "SaveMessage",
+        api.SaveMessageRequest(chat_id=CHAT, message_id="1", role=USER),
+        "message_id",
+    ),
     ("role unspecified", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, content="x"), "role"),
     ("role out of range", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, role=99, content="x"), "role"),  # type: ignore[arg-type]
     ("nul in content", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, role=USER, content="a\x00b"), "content"),
-    ("content too large", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, role=USER, content="x" * (1024 * 1024 + 1)), "content"),
+    (
+        "content too large",
+        "SaveMessage",
+        api.SaveMessageRequest(chat_id=CHAT, role=USER, content="x" * (1024 * 1024 + 1)),
+        "content",
+    ),
     ("negative tokens", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, role=USER, tokens=-1), "tokens"),
     ("nul in model id", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, role=USER, model_id="m\x00"), "model_id"),
-    ("negative expected version", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, role=USER, expected_version=-1), "expected_version"),
-    ("long request id", "SaveMessage", api.SaveMessageRequest(chat_id=CHAT, role=USER, request_id="r" * 201), "request_id"),
+    (
+        "negative expected version",
+        "SaveMessage",
+        api.SaveMessageRequest(chat_id=CHAT, role=USER, expected_version=-1),
+        "expected_version",
+    ),
+    (
+        "long request id",
+        "SaveMessage",
+        api.SaveMessageRequest(chat_id=CHAT, role=USER, request_id="r" * 201),
+        "request_id",
+    ),
     ("edit without message id", "EditMessage", api.EditMessageRequest(chat_id=CHAT, content="x"), "message_id"),
     ("delete bad message id", "DeleteMessage", api.DeleteMessageRequest(chat_id=CHAT, message_id="zz"), "message_id"),
     ("empty title", "RenameChat", api.RenameChatRequest(chat_id=CHAT, title="  "), "title"),
     ("title too long", "RenameChat", api.RenameChatRequest(chat_id=CHAT, title="t" * 1001), "title"),
     ("description nul", "CreateSnapshot", api.CreateSnapshotRequest(chat_id=CHAT, description="\x00"), "description"),
     ("restore no scope", "Restore", api.RestoreRequest(chat_id=CHAT, target_snapshot_id=MSG), "scope"),
-    ("restore bad target", "Restore", api.RestoreRequest(chat_id=CHAT, target_snapshot_id="x", scope=1), "target_snapshot_id"),
-    ("restore single without ids", "Restore", api.RestoreRequest(chat_id=CHAT, target_snapshot_id=MSG, scope=2), "message_ids"),
-    ("restore bad id in list", "Restore", api.RestoreRequest(chat_id=CHAT, target_snapshot_id=MSG, scope=2, message_ids=["x"]), "message_ids[0]"),
-    ("restore range missing", "Restore", api.RestoreRequest(chat_id=CHAT, target_snapshot_id=MSG, scope=4), "message_range"),
+    (
+        "restore bad target",
+        "Restore",
+        api.RestoreRequest(chat_id=CHAT, target_snapshot_id="x", scope=pb.RESTORE_SCOPE_FULL_CHAT),
+        "target_snapshot_id",
+    ),
+    (
+        "restore single without ids",
+        "Restore",
+        api.RestoreRequest(chat_id=CHAT, target_snapshot_id=MSG, scope=pb.RESTORE_SCOPE_SINGLE_MESSAGE),
+        "message_ids",
+    ),
+    (
+        "restore bad id in list",
+        "Restore",
+        api.RestoreRequest(
+            chat_id=CHAT, target_snapshot_id=MSG, scope=pb.RESTORE_SCOPE_SINGLE_MESSAGE, message_ids=["x"]
+        ),
+        "message_ids[0]",
+    ),
+    (
+        "restore range missing",
+        "Restore",
+        api.RestoreRequest(chat_id=CHAT, target_snapshot_id=MSG, scope=pb.RESTORE_SCOPE_MESSAGE_RANGE),
+        "message_range",
+    ),
     ("timeline bad zone", "GetTimeline", api.GetTimelineRequest(chat_id=CHAT, time_zone="Mars/Olympus"), "time_zone"),
     ("timeline negative page", "GetTimeline", api.GetTimelineRequest(chat_id=CHAT, page_size=-1), "page_size"),
-    ("timeline garbage token", "GetTimeline", api.GetTimelineRequest(chat_id=CHAT, page_token="!!notatoken"), "page_token"),
-    ("by date bad date", "ListSnapshotsByDate", api.ListSnapshotsByDateRequest(chat_id=CHAT, date="2024-02-30"), "date"),
+    (
+        "timeline garbage token",
+        "GetTimeline",
+        api.GetTimelineRequest(chat_id=CHAT, page_token="!!notatoken"),
+        "page_token",
+    ),
+    (
+        "by date bad date",
+        "ListSnapshotsByDate",
+        api.ListSnapshotsByDateRequest(chat_id=CHAT, date="2024-02-30"),
+        "date",
+    ),
     ("by date bad format", "ListSnapshotsByDate", api.ListSnapshotsByDateRequest(chat_id=CHAT, date="24-1-1"), "date"),
     ("at snapshot no point", "GetChatAtSnapshot", api.GetChatAtSnapshotRequest(chat_id=CHAT), "point"),
     ("at snapshot version 0", "GetChatAtSnapshot", api.GetChatAtSnapshotRequest(chat_id=CHAT, version=0), "version"),
-    ("versions bad message", "ListMessageVersions", api.ListMessageVersionsRequest(chat_id=CHAT, message_id="q"), "message_id"),
+    (
+        "versions bad message",
+        "ListMessageVersions",
+        api.ListMessageVersionsRequest(chat_id=CHAT, message_id="q"),
+        "message_id",
+    ),
     ("verify bad chat", "VerifyChat", api.VerifyChatRequest(chat_id="not-a-chat"), "chat_id"),
 ]
 
@@ -78,7 +135,9 @@ def test_bad_input_is_invalid_argument_and_changes_nothing(
 
 def test_every_bad_field_is_reported_at_once(caller: Caller) -> None:
     error = rpc_error(
-        caller.stub.SaveMessage, api.SaveMessageRequest(chat_id="x", role=0, tokens=-5), metadata=caller.md
+        caller.stub.SaveMessage,
+        api.SaveMessageRequest(chat_id="x", role=pb.MESSAGE_ROLE_UNSPECIFIED, tokens=-5),
+        metadata=caller.md,
     )
     assert {"chat_id", "role", "tokens"} <= set(violations(error))
 

@@ -69,7 +69,9 @@ def test_expected_version_conflict_is_aborted_and_writes_nothing(caller: Caller,
     assert error.code() == grpc.StatusCode.ABORTED
     assert "version 2" in (error.details() or "")
     error = rpc_error(
-        caller.stub.RenameChat, api.RenameChatRequest(chat_id=chat_id, title="t", expected_version=5), metadata=caller.md
+        caller.stub.RenameChat,
+        api.RenameChatRequest(chat_id=chat_id, title="t", expected_version=5),
+        metadata=caller.md,
     )
     assert error.code() == grpc.StatusCode.ABORTED
     now = caller.chat(chat_id)
