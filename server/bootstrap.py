@@ -59,6 +59,12 @@ class Runtime:
         self.stores = Stores(db=db, vault=vault)
         return self.stores
 
+    def start(self) -> Stores:
+        """Stores up, schema migrated, pool and vault open."""
+        self.start_stores()
+        self.migrate()
+        return self.open()
+
     def stop(self) -> None:
         if self.stores is not None:
             self.stores.db.close()

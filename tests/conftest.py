@@ -41,9 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = replace(Settings.from_env(), data_dir=data_dir, grpc_address="127.0.0.1:0", db_pool_max=24)
     runtime = Runtime(settings)
     try:
-        runtime.start_stores()
-        runtime.migrate()
-        stores = runtime.open()
+        stores = runtime.start()
         app = App(settings, stores)
         app.start()
         address = f"127.0.0.1:{app.port}"

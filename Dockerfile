@@ -1,0 +1,27 @@
+# Time Machine server image. In production point it at managed stores:
+#   docker run -e TM_DATABASE_URL=postgresql://... -e TM_S3_ENDPOINT_URL=https://... \
+#              -e TM_GRPC_ADDRESS=0.0.0.0:50051 -p 50051:50051 timemachine
+# Without them it runs the embedded PostgreSQL and S3 in TM_DATA_DIR (mount a volume there).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TM_GRPC_ADDRESS=0.0.0.0:50051 \
+    TM_DATA_DIR=/data
+
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY proto ./proto
+COPY generated ./generated
+COPY migrations ./migrations
+COPY service ./service
+COPY server ./server
+
+RUN useradd --system --home /app timemachine && mkdir -p /data && chown timemachine /data
+USER timemachine
+VOLUME ["/data"]
+EXPOSE 50051
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "server"]
