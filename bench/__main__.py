@@ -32,8 +32,9 @@ from server.app import App
 from server.bootstrap import Runtime
 from service import queries
 from service.config import Settings
-from service.history import History, WriteOptions
+from service.history import History
 from service.models import Identity, Role
+from service.writes import WriteOptions
 
 RESULTS = Path(__file__).parent / "results.json"
 SEED_SQL = queries.parse((Path(__file__).parent / "seed_algorithm.sql").read_text())

@@ -17,6 +17,7 @@ from server.interceptor import SERVICE, ServiceInterceptor
 from server.servicer import Product, TimeMachineServicer
 from service.config import Settings
 from service.database import Database
+from service.files import Files
 from service.history import History
 from service.restore import Restorer
 from service.timeline import Reader
@@ -38,7 +39,8 @@ def build_product(settings: Settings, stores: Stores) -> Product:
         history=History(stores.db, settings.max_message_bytes),
         reader=Reader(stores.db),
         restorer=Restorer(stores.db),
-        verifier=Verifier(stores.db),
+        verifier=Verifier(stores.db, stores.vault),
+        files=Files(stores.db, stores.vault, settings.max_upload_bytes),
     )
 
 

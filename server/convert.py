@@ -25,6 +25,18 @@ SCOPE_FROM_PROTO = {
     pb.RESTORE_SCOPE_FILES_ONLY: models.Scope.FILES_ONLY,
 }
 SCOPE_TO_PROTO = {scope.value: value for value, scope in SCOPE_FROM_PROTO.items()}
+SOURCE_FROM_PROTO = {
+    pb.FILE_SOURCE_USER_UPLOAD: models.FileSource.USER_UPLOAD,
+    pb.FILE_SOURCE_AI_GENERATED: models.FileSource.AI_GENERATED,
+    pb.FILE_SOURCE_SYSTEM: models.FileSource.SYSTEM,
+}
+SOURCE_TO_PROTO = {source.value: value for value, source in SOURCE_FROM_PROTO.items()}
+STATUS_TO_PROTO = {
+    "active": pb.MEDIA_STATUS_ACTIVE,
+    "processing": pb.MEDIA_STATUS_PROCESSING,
+    "archived": pb.MEDIA_STATUS_ARCHIVED,
+    "soft_deleted": pb.MEDIA_STATUS_SOFT_DELETED,
+}
 TRIGGER_TO_PROTO = {
     trigger.value: pb.SnapshotTrigger.Value(f"SNAPSHOT_TRIGGER_{trigger.name}") for trigger in models.Trigger
 }
@@ -117,3 +129,27 @@ def restore_record(row: models.RestoreRecord) -> pb.RestoreRecord:
         record.message_range.first_message_id = text(row.range_first_id)
         record.message_range.last_message_id = text(row.range_last_id)
     return record
+
+
+def media_file(row: models.MediaFile, *, with_text: bool = True) -> pb.MediaFile:
+    return pb.MediaFile(
+        id=str(row.id),
+        chat_id=str(row.chat_id),
+        message_id=text(row.message_id),
+        snapshot_id=str(row.snapshot_id),
+        original_name=row.original_name,
+        display_name=row.display_name,
+        mime_type=row.mime_type,
+        size_bytes=row.size_bytes,
+        checksum_sha256=row.checksum_sha256,
+        version=row.version,
+        previous_version_id=text(row.previous_version_id),
+        source=SOURCE_TO_PROTO[row.source],
+        status=STATUS_TO_PROTO[row.status],
+        extracted_text=(row.extracted_text or "") if with_text else "",
+        ai_description=row.ai_description or "",
+        created_at=timestamp(row.created_at),
+        archived_at=timestamp(row.archived_at),
+        version_count=row.version_count,
+        preview_generated=row.preview_generated,
+    )

@@ -6,6 +6,7 @@ UNIMPLEMENTED until their issue lands.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -13,11 +14,14 @@ from typing import Any
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
-from service.history import History, WriteOptions
+from service.errors import FieldViolation, InvalidArgument
+from service.files import Files, UploadHeader
+from service.history import History
 from service.models import ChatView
 from service.restore import Restorer, RestoreRequest
 from service.timeline import Reader
 from service.verify import Verifier
+from service.writes import WriteOptions
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Product:
     reader: Reader
     restorer: Restorer
     verifier: Verifier
+    files: Files
 
 
 def _options(request: Any) -> WriteOptions:
@@ -114,6 +119,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             title=view.title,
             current_version=view.snapshot.version if view.snapshot else 0,
             messages=[convert.message(m) for m in view.messages],
+            files=[convert.media_file(f) for f in view.files],
             snapshot=convert.snapshot(view.snapshot) if view.snapshot else None,
         )
 
@@ -122,6 +128,61 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     ) -> api.ListMessageVersionsResponse:
         rows = self.p.reader.list_message_versions(identity.current(), request.chat_id, request.message_id)
         return api.ListMessageVersionsResponse(versions=[convert.message(m) for m in rows])
+
+    def UploadFile(self, request_iterator: Iterator[api.UploadFileRequest], context: Any) -> api.UploadFileResponse:
+        first = next(request_iterator, None)
+        if first is None:
+            raise InvalidArgument(
+                [FieldViolation("chat_id", "the stream needs a first message with chat_id, name and source")]
+            )
+        header = UploadHeader(
+            chat_id=first.chat_id,
+            message_id=first.message_id,
+            name=first.name,
+            mime_type=first.mime_type,
+            source=convert.SOURCE_FROM_PROTO.get(first.source),
+            size_bytes=first.size_bytes if first.HasField("size_bytes") else None,
+            checksum_sha256=first.checksum_sha256.lower(),
+            options=_options(first),
+        )
+
+        def chunks() -> Iterator[bytes]:
+            if first.chunk:
+                yield first.chunk
+            for message in request_iterator:
+                if message.chunk:
+                    yield message.chunk
+
+        row, snapshot = self.p.files.upload(identity.current(), header, chunks())
+        return api.UploadFileResponse(file=convert.media_file(row), snapshot=convert.snapshot(snapshot))
+
+    def DownloadFile(self, request: api.DownloadFileRequest, context: Any) -> Iterator[api.DownloadFileResponse]:
+        row = self.p.files.get(identity.current(), request.file_id)
+        chunks = self.p.files.read(row)  # opened before the first message: a missing object fails cleanly
+        first = next(chunks, b"")
+        yield api.DownloadFileResponse(file=convert.media_file(row, with_text=False))
+        if first:
+            yield api.DownloadFileResponse(chunk=first)
+        for chunk in chunks:
+            yield api.DownloadFileResponse(chunk=chunk)
+
+    def GetFileDownloadUrl(
+        self, request: api.GetFileDownloadUrlRequest, context: Any
+    ) -> api.GetFileDownloadUrlResponse:
+        url, expires_at = self.p.files.download_url(identity.current(), request.file_id, request.expires_in_seconds)
+        return api.GetFileDownloadUrlResponse(url=url, expires_at=convert.timestamp(expires_at))
+
+    def DeleteFile(self, request: api.DeleteFileRequest, context: Any) -> api.DeleteFileResponse:
+        snapshot = self.p.files.delete(identity.current(), request.chat_id, request.file_id, _options(request))
+        return api.DeleteFileResponse(snapshot=convert.snapshot(snapshot))
+
+    def ListFiles(self, request: api.ListFilesRequest, context: Any) -> api.ListFilesResponse:
+        rows = self.p.files.list_current(identity.current(), request.chat_id)
+        return api.ListFilesResponse(files=[convert.media_file(f) for f in rows])
+
+    def ListFileVersions(self, request: api.ListFileVersionsRequest, context: Any) -> api.ListFileVersionsResponse:
+        rows = self.p.files.versions(identity.current(), request.chat_id, request.name)
+        return api.ListFileVersionsResponse(versions=[convert.media_file(f) for f in rows])
 
     def GetTimeline(self, request: api.GetTimelineRequest, context: Any) -> api.GetTimelineResponse:
         t = self.p.reader.timeline(
@@ -156,6 +217,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             snapshot=convert.snapshot(view.snapshot),
             title=view.title,
             messages=[convert.message(m) for m in view.messages],
+            files=[convert.media_file(f) for f in view.files],
         )
 
     def ListSnapshotsByDate(

@@ -48,6 +48,8 @@ class Settings:
         jwt_secret = os.environ.get("TM_JWT_SECRET") or None
         if auth_mode == "jwt" and not jwt_secret:
             raise ConfigurationError("TM_AUTH_MODE=jwt needs TM_JWT_SECRET (the HS256 key)")
+        if jwt_secret is not None and len(jwt_secret.encode()) < 32:
+            raise ConfigurationError("TM_JWT_SECRET must be at least 32 bytes (RFC 7518 3.2)")
         return cls(
             grpc_address=os.environ.get("TM_GRPC_ADDRESS", "127.0.0.1:50051"),
             data_dir=Path(os.environ.get("TM_DATA_DIR", ".data")).resolve(),

@@ -76,7 +76,7 @@ class Database:
             open=False,
             configure=self._configure,
             check=ConnectionPool.check_connection,
-            timeout=10.0,
+            timeout=5.0,  # how long a call waits for a connection before UNAVAILABLE
             name="timemachine",
         )
 

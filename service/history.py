@@ -5,7 +5,6 @@ Each method validates its input, then runs one write (service/writes.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -13,15 +12,7 @@ from service.database import Database
 from service.errors import AlreadyExists
 from service.models import Identity, MessageVersion, Role, Snapshot, Trigger
 from service.validation import Checker
-from service.writes import Replay, Write, open_write
-
-
-@dataclass(frozen=True)
-class WriteOptions:
-    """What every write accepts besides its own fields."""
-
-    request_id: str = ""
-    expected_version: int | None = None
+from service.writes import Replay, Write, WriteOptions, open_write
 
 
 class History:
@@ -29,11 +20,11 @@ class History:
         self.db = db
         self.max_message_bytes = max_message_bytes
 
-    def _check_write(self, check: Checker, chat_id: str, options: WriteOptions) -> tuple[UUID | None, str | None]:
+    def _check_write(self, check: Checker, chat_id: str, options: WriteOptions) -> UUID | None:
         chat = check.uuid("chat_id", chat_id)
-        request_id = check.request_id(options.request_id)
+        check.request_id(options.request_id)
         check.expected_version(options.expected_version)
-        return chat, request_id
+        return chat
 
     def save_message(
         self,
@@ -49,7 +40,7 @@ class History:
         options: WriteOptions,
     ) -> tuple[MessageVersion, Snapshot]:
         check = Checker()
-        chat, request_id = self._check_write(check, chat_id, options)
+        chat = self._check_write(check, chat_id, options)
         message = check.uuid("message_id", message_id, required=False) or uuid4()
         check.enum("role", role)
         check.text("content", content, max_bytes=self.max_message_bytes)
@@ -61,14 +52,7 @@ class History:
         triggers = (Trigger.MESSAGE_SENT, Trigger.MESSAGE_RECEIVED)
         with self.db.transaction(identity.tenant_id) as tx:
             try:
-                write = open_write(
-                    tx,
-                    identity,
-                    chat,
-                    request_id=request_id,
-                    expected_version=options.expected_version,
-                    replay_triggers=triggers,
-                )
+                write = open_write(tx, identity, chat, options, triggers)
             except Replay as replay:
                 return self._replayed_message(write_tx=tx, identity=identity, snapshot=replay.snapshot)
             if write.message_head(message) is not None:
@@ -100,7 +84,7 @@ class History:
         options: WriteOptions,
     ) -> tuple[MessageVersion, Snapshot]:
         check = Checker()
-        chat, request_id = self._check_write(check, chat_id, options)
+        chat = self._check_write(check, chat_id, options)
         message = check.uuid("message_id", message_id)
         check.text("content", content, max_bytes=self.max_message_bytes)
         check.text("edit_reason", edit_reason)
@@ -108,15 +92,7 @@ class History:
         assert chat is not None and message is not None
         with self.db.transaction(identity.tenant_id) as tx:
             try:
-                write = open_write(
-                    tx,
-                    identity,
-                    chat,
-                    request_id=request_id,
-                    expected_version=options.expected_version,
-                    replay_triggers=(Trigger.MESSAGE_EDITED,),
-                    register=False,
-                )
+                write = open_write(tx, identity, chat, options, (Trigger.MESSAGE_EDITED,), register=False)
             except Replay as replay:
                 return self._replayed_message(write_tx=tx, identity=identity, snapshot=replay.snapshot)
             head, current = write.live_message(message)
@@ -140,21 +116,13 @@ class History:
 
     def delete_message(self, identity: Identity, *, chat_id: str, message_id: str, options: WriteOptions) -> Snapshot:
         check = Checker()
-        chat, request_id = self._check_write(check, chat_id, options)
+        chat = self._check_write(check, chat_id, options)
         message = check.uuid("message_id", message_id)
         check.done()
         assert chat is not None and message is not None
         with self.db.transaction(identity.tenant_id) as tx:
             try:
-                write = open_write(
-                    tx,
-                    identity,
-                    chat,
-                    request_id=request_id,
-                    expected_version=options.expected_version,
-                    replay_triggers=(Trigger.MESSAGE_DELETED,),
-                    register=False,
-                )
+                write = open_write(tx, identity, chat, options, (Trigger.MESSAGE_DELETED,), register=False)
             except Replay as replay:
                 return replay.snapshot
             head, current = write.live_message(message)
@@ -177,7 +145,7 @@ class History:
 
     def rename_chat(self, identity: Identity, *, chat_id: str, title: str, options: WriteOptions) -> Snapshot:
         check = Checker()
-        chat, request_id = self._check_write(check, chat_id, options)
+        chat = self._check_write(check, chat_id, options)
         check.text("title", title, required=True)
         check.done()
         assert chat is not None
@@ -186,11 +154,11 @@ class History:
             write.set_title(title)
             return write.commit(Trigger.CHAT_RENAMED, description=f"renamed to {title}")[0]
 
-        return self._simple_write(identity, chat, request_id, options, Trigger.CHAT_RENAMED, rename)
+        return self._simple_write(identity, chat, options, Trigger.CHAT_RENAMED, rename)
 
     def create_snapshot(self, identity: Identity, *, chat_id: str, description: str, options: WriteOptions) -> Snapshot:
         check = Checker()
-        chat, request_id = self._check_write(check, chat_id, options)
+        chat = self._check_write(check, chat_id, options)
         check.text("description", description)
         check.done()
         assert chat is not None
@@ -198,27 +166,19 @@ class History:
         def mark(write: Write) -> Snapshot:
             return write.commit(Trigger.MANUAL_SNAPSHOT, description=description)[0]
 
-        return self._simple_write(identity, chat, request_id, options, Trigger.MANUAL_SNAPSHOT, mark)
+        return self._simple_write(identity, chat, options, Trigger.MANUAL_SNAPSHOT, mark)
 
     def _simple_write(
         self,
         identity: Identity,
         chat: UUID,
-        request_id: str | None,
         options: WriteOptions,
         trigger: Trigger,
         action: Any,
     ) -> Snapshot:
         with self.db.transaction(identity.tenant_id) as tx:
             try:
-                write = open_write(
-                    tx,
-                    identity,
-                    chat,
-                    request_id=request_id,
-                    expected_version=options.expected_version,
-                    replay_triggers=(trigger,),
-                )
+                write = open_write(tx, identity, chat, options, (trigger,))
             except Replay as replay:
                 return replay.snapshot
             result: Snapshot = action(write)

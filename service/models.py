@@ -111,6 +111,55 @@ class MessageHead:
     original_created_at: datetime
 
 
+class FileSource(enum.StrEnum):
+    USER_UPLOAD = "user_upload"
+    AI_GENERATED = "ai_generated"
+    SYSTEM = "system"
+
+
+@dataclass
+class MediaFile:
+    """One file version (a row of tm_files_view)."""
+
+    id: UUID
+    tenant_id: UUID
+    chat_id: UUID
+    message_id: UUID | None
+    snapshot_id: UUID
+    chat_version: int
+    original_name: str
+    display_name: str
+    mime_type: str
+    size_bytes: int
+    checksum_sha256: str
+    s3_bucket: str
+    s3_key: str
+    s3_version_id: str
+    thumbnail_s3_key: str | None
+    thumbnail_version_id: str | None
+    preview_generated: bool
+    version: int
+    previous_version_id: UUID | None
+    source: str
+    extracted_text: str | None
+    ai_description: str | None
+    restored_from_id: UUID | None
+    created_at: datetime
+    status: str
+    archived_at: datetime | None
+    version_count: int
+
+
+@dataclass
+class FileHead:
+    original_name: str
+    current_file_id: UUID
+    version: int
+    is_deleted: bool
+    element_hash: str
+    changed_at: datetime
+
+
 @dataclass
 class RestoreRecord:
     id: UUID
@@ -139,7 +188,7 @@ class ChatView:
     title: str
     snapshot: Snapshot | None
     messages: list[MessageVersion]
-    files: list[Any] = field(default_factory=list)
+    files: list[MediaFile] = field(default_factory=list)
 
 
 @dataclass

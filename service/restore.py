@@ -14,11 +14,21 @@ from uuid import UUID, uuid4
 
 from service.database import Database
 from service.errors import FieldViolation, InvalidArgument, NotFound
-from service.history import WriteOptions
-from service.models import Identity, MessageHead, MessageVersion, RestoreRecord, RestoreResult, Scope, Snapshot, Trigger
+from service.models import (
+    FileHead,
+    Identity,
+    MediaFile,
+    MessageHead,
+    MessageVersion,
+    RestoreRecord,
+    RestoreResult,
+    Scope,
+    Snapshot,
+    Trigger,
+)
 from service.timeline import find_snapshot
 from service.validation import Checker
-from service.writes import Replay, Write, open_write
+from service.writes import Replay, Write, WriteOptions, open_write
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class Restorer:
         first = check.uuid("message_range.first_message_id", request.range_first_id, required=False)
         last = check.uuid("message_range.last_message_id", request.range_last_id, required=False)
         check.text("reason", request.reason)
-        request_id = check.request_id(options.request_id)
+        check.request_id(options.request_id)
         check.expected_version(options.expected_version)
         if scope is Scope.SINGLE_MESSAGE and not request.message_ids:
             check.fail("message_ids", "is required for RESTORE_SCOPE_SINGLE_MESSAGE")
@@ -70,15 +80,7 @@ class Restorer:
             raise InvalidArgument([FieldViolation("x-user-id", "is required for restores")])
         with self.db.transaction(identity.tenant_id) as tx:
             try:
-                write = open_write(
-                    tx,
-                    identity,
-                    chat,
-                    request_id=request_id,
-                    expected_version=options.expected_version,
-                    replay_triggers=(Trigger.RESTORE_PERFORMED,),
-                    register=False,
-                )
+                write = open_write(tx, identity, chat, options, (Trigger.RESTORE_PERFORMED,), register=False)
             except Replay as replay:
                 record: RestoreRecord = tx.one(
                     "restore_by_snapshot",
@@ -205,8 +207,62 @@ class Restorer:
         return ids[start : end + 1]
 
     def _restore_files(self, write: Write, target: Snapshot, scope: Scope, file_ids: list[UUID]) -> int:
-        # The media vault (issue 3) adds files; until then a chat has none, so
-        # a named file version cannot exist and file sets are always equal.
-        if scope is Scope.SINGLE_FILE and file_ids:
-            raise NotFound(f"file_ids: {file_ids[0]} is not a file version of this chat at snapshot {target.id}")
-        return 0
+        if scope in (Scope.SINGLE_MESSAGE, Scope.MESSAGE_RANGE):
+            return 0
+        at_target: dict[str, MediaFile] = {
+            row.original_name: row
+            for row in write.tx.all("files_at_version", {**write.params, "version": target.version}, MediaFile)
+        }
+        heads: dict[str, FileHead] = {
+            row.original_name: row for row in write.tx.all("all_file_heads", write.params, FileHead)
+        }
+        current: dict[str, MediaFile] = {
+            row.original_name: row for row in write.tx.all("current_files", write.params, MediaFile)
+        }
+        if scope is Scope.SINGLE_FILE:
+            by_id = {row.id: row for row in at_target.values()}
+            chosen = []
+            for file_id in dict.fromkeys(file_ids):
+                if file_id not in by_id:
+                    raise NotFound(f"file_ids: {file_id} was not a current file version at snapshot {target.id}")
+                chosen.append(by_id[file_id].original_name)
+        else:
+            chosen = sorted(set(heads) | set(at_target))
+        restored = 0
+        for name in chosen:
+            wanted, now = at_target.get(name), current.get(name)
+            if wanted is None:
+                if now is None:
+                    continue
+                write.delete_file(heads[name])
+            elif now is not None and _same_bytes(now, wanted):
+                continue
+            else:
+                # A new version row pointing at the same S3 object version: no copy.
+                fields = {field: getattr(wanted, field) for field in RESTORED_FILE_FIELDS}
+                write.put_file(heads.get(name), {**fields, "restored_from_id": wanted.id})
+            restored += 1
+        return restored
+
+
+RESTORED_FILE_FIELDS = (
+    "message_id",
+    "original_name",
+    "display_name",
+    "mime_type",
+    "size_bytes",
+    "checksum_sha256",
+    "s3_bucket",
+    "s3_key",
+    "s3_version_id",
+    "thumbnail_s3_key",
+    "thumbnail_version_id",
+    "preview_generated",
+    "source",
+    "extracted_text",
+    "ai_description",
+)
+
+
+def _same_bytes(a: MediaFile, b: MediaFile) -> bool:
+    return (a.checksum_sha256, a.size_bytes, a.mime_type) == (b.checksum_sha256, b.size_bytes, b.mime_type)

@@ -8,7 +8,16 @@ from uuid import UUID
 from service import paging
 from service.database import Database, Transaction
 from service.errors import FieldViolation, InvalidArgument, NotFound
-from service.models import ChatHead, ChatView, Identity, MessageVersion, RestoreRecord, Snapshot, Timeline
+from service.models import (
+    ChatHead,
+    ChatView,
+    Identity,
+    MediaFile,
+    MessageVersion,
+    RestoreRecord,
+    Snapshot,
+    Timeline,
+)
 from service.validation import Checker
 
 DEFAULT_PAGE = 100
@@ -66,7 +75,10 @@ class Reader:
             messages: list[MessageVersion] = tx.all(
                 "current_messages", {"tenant_id": identity.tenant_id, "chat_id": chat}, MessageVersion
             )
-            return ChatView(chat_id=chat, title=head.title, snapshot=snapshot, messages=messages)
+            files: list[MediaFile] = tx.all(
+                "current_files", {"tenant_id": identity.tenant_id, "chat_id": chat}, MediaFile
+            )
+            return ChatView(chat_id=chat, title=head.title, snapshot=snapshot, messages=messages, files=files)
 
     def list_message_versions(self, identity: Identity, chat_id: str, message_id: str) -> list[MessageVersion]:
         check = Checker()
@@ -116,7 +128,8 @@ class Reader:
                 if snapshot is None:
                     raise NotFound(f"chat {chat_id} has no snapshot at or before {at_time}")
             messages = messages_at(tx, identity, chat, snapshot.version)
-            return ChatView(chat_id=chat, title=snapshot.title, snapshot=snapshot, messages=messages)
+            files: list[MediaFile] = tx.all("files_at_version", {**params, "version": snapshot.version}, MediaFile)
+            return ChatView(chat_id=chat, title=snapshot.title, snapshot=snapshot, messages=messages, files=files)
 
     def timeline(self, identity: Identity, chat_id: str, page_size: int, page_token: str, time_zone: str) -> Timeline:
         check = Checker()
@@ -134,6 +147,7 @@ class Reader:
                 "snapshots_page", {**params, "after_version": after, "limit": size + 1}, Snapshot
             )
             calendar = tx.all("snapshot_calendar", {**params, "tz": tz})
+            media_bytes = int(tx.one("chat_media_bytes", params)["bytes"])
         more = len(page) > size
         page = page[:size]
         return Timeline(
@@ -145,8 +159,7 @@ class Reader:
             snapshots=page,
             next_page_token=paging.encode(page[-1].version, scope) if more else "",
             total_snapshots=head.head_version,
-            # Files arrive with the media vault (issue 3); until then none are kept.
-            total_media_bytes=0,
+            total_media_bytes=media_bytes,
             oldest=min((row["oldest"] for row in calendar), default=None),
             newest=max((row["newest"] for row in calendar), default=None),
             by_date={row["day"]: row["snapshots"] for row in calendar},

@@ -1,22 +1,26 @@
-"""The media vault: a versioned S3 bucket. Provider errors never leave this module.
-
-This part opens the bucket and checks it; the file operations (upload,
-download, pre-signed URLs) build on it.
-"""
+"""The media vault: a versioned S3 bucket. Provider errors never leave this module."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from service.errors import ConfigurationError, Unavailable
+from service.errors import ConfigurationError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
+PART_SIZE = 8 * 1024 * 1024  # S3 multipart parts; also the most a writer buffers
+MAX_PARTS_IN_FLIGHT = 3  # parts uploading while the next one fills: bounded memory, overlapped I/O
+READ_CHUNK = 1024 * 1024
 
 
 def make_client(endpoint_url: str | None, access_key: str | None = None, secret_key: str | None = None) -> Any:
@@ -62,6 +66,48 @@ class Vault:
                     raise Unavailable(f"the object store is unreachable ({type(exc).__name__})") from exc
                 time.sleep(0.5)
 
+    def writer(self, key: str, content_type: str) -> ObjectWriter:
+        return ObjectWriter(self, key, content_type)
+
+    def read(self, key: str, version_id: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        """The object's bytes, fetched from S3 chunk by chunk as the caller consumes them."""
+        with s3_errors("download"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"]
+        try:
+            while True:
+                with s3_errors("download"):
+                    data = body.read(chunk_size)
+                if not data:
+                    return
+                yield data
+        finally:
+            body.close()
+
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        with s3_errors("upload"):
+            reply = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        return StoredObject(key, reply["VersionId"])
+
+    def presign(self, key: str, version_id: str, seconds: int) -> str:
+        with s3_errors("pre-signing"):
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key, "VersionId": version_id}, ExpiresIn=seconds
+            )
+        return url
+
+    def size_of(self, key: str, version_id: str) -> int:
+        with s3_errors("verify"):
+            size: int = self.client.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)["ContentLength"]
+        return size
+
+    def discard(self, key: str, version_id: str) -> None:
+        """Remove one version of an object nothing refers to (a duplicate upload or
+        one whose database write failed). Never used on an object a row points at."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            log.warning("could not discard unreferenced object %s@%s", key, version_id)
+
     def _ensure_versioned_bucket(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
@@ -81,3 +127,126 @@ class Vault:
 
 def _code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def s3_errors(what: str) -> Iterator[None]:
+    """Translate provider errors; no botocore type or message crosses this line."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        if _code(exc) in ("NoSuchKey", "NoSuchVersion", "404", "NotFound", "NoSuchUpload"):
+            raise NotFound(f"{what}: the stored object is missing") from exc
+        log.warning("object store error during %s: %s", what, _code(exc))
+        raise Unavailable(f"{what}: the object store failed; retry later") from exc
+    except (botocore.exceptions.BotoCoreError, OSError) as exc:
+        log.warning("object store unreachable during %s: %s", what, type(exc).__name__)
+        raise Unavailable(f"{what}: the object store is unreachable; retry later") from exc
+
+
+@dataclass
+class StoredObject:
+    key: str
+    version_id: str
+
+
+class ObjectWriter:
+    """Streams bytes into one S3 object: multipart once it outgrows one part.
+
+    At most MAX_PARTS_IN_FLIGHT + 1 parts are in memory at any time, whatever
+    the size of the file.
+    """
+
+    def __init__(self, vault: Vault, key: str, content_type: str) -> None:
+        self.vault = vault
+        self.key = key
+        self.content_type = content_type
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[Future[dict[str, Any]]] = []
+        self.pool: ThreadPoolExecutor | None = None
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= PART_SIZE:
+            part = bytes(self.buffer[:PART_SIZE])
+            del self.buffer[:PART_SIZE]
+            self._send_part(part)
+
+    def _send_part(self, part: bytes) -> None:
+        client, bucket = self.vault.client, self.vault.bucket
+        if self.upload_id is None:
+            with s3_errors("upload"):
+                created = client.create_multipart_upload(Bucket=bucket, Key=self.key, ContentType=self.content_type)
+            self.upload_id = created["UploadId"]
+            self.pool = ThreadPoolExecutor(MAX_PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        assert self.pool is not None
+        in_flight = [f for f in self.parts if not f.done()]
+        if len(in_flight) >= MAX_PARTS_IN_FLIGHT:
+            in_flight[0].result()  # back-pressure: the caller's stream waits for S3
+        number = len(self.parts) + 1
+        upload_id = self.upload_id
+
+        def upload() -> dict[str, Any]:
+            with s3_errors("upload"):
+                reply = client.upload_part(
+                    Bucket=bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=part
+                )
+            return {"ETag": reply["ETag"], "PartNumber": number}
+
+        self.parts.append(self.pool.submit(upload))
+
+    def finish(self) -> StoredObject:
+        """Make the object durable; returns its version id."""
+        client, bucket = self.vault.client, self.vault.bucket
+        try:
+            if self.upload_id is None:
+                with s3_errors("upload"):
+                    reply = client.put_object(
+                        Bucket=bucket, Key=self.key, Body=bytes(self.buffer), ContentType=self.content_type
+                    )
+            else:
+                if self.buffer:
+                    self._send_part(bytes(self.buffer))
+                    self.buffer.clear()
+                parts = [f.result() for f in self.parts]
+                with s3_errors("upload"):
+                    reply = client.complete_multipart_upload(
+                        Bucket=bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
+                    )
+                self.upload_id = None
+        finally:
+            self._close_pool()
+        version = reply.get("VersionId")
+        if not version or version == "null":
+            raise ConfigurationError(f"bucket {bucket!r} returned no version id; versioning is off")
+        return StoredObject(self.key, version)
+
+    def abort(self) -> None:
+        """Leave no incomplete multipart upload behind (best effort, never raises)."""
+        self._close_pool()
+        if self.upload_id is not None:
+            try:
+                self.vault.client.abort_multipart_upload(
+                    Bucket=self.vault.bucket, Key=self.key, UploadId=self.upload_id
+                )
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+                log.warning("could not abort multipart upload of %s", self.key)
+            self.upload_id = None
+        self.buffer.clear()
+
+    def _close_pool(self) -> None:
+        if self.pool is not None:
+            for future in self.parts:
+                future.cancel()
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
+
+def object_key(tenant_id: UUID, upload_id: UUID) -> str:
+    """Keys are made of ids only: caller text (file names) never reaches S3."""
+    return f"tenants/{tenant_id}/objects/{upload_id}"
+
+
+def thumbnail_key(tenant_id: UUID, upload_id: UUID) -> str:
+    return f"tenants/{tenant_id}/thumbnails/{upload_id}.png"

@@ -3,23 +3,57 @@
 History is replayed in version order, O(rows) in all: each snapshot's expected
 state is the previous one plus the rows its version wrote. The running sums in
 the head rows are not consulted, so a drift between them and history shows up.
+Then every vault object the chat refers to is read back and hashed.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from typing import Any
-from uuid import UUID
 
 from service import checksum
 from service.database import Database
+from service.errors import NotFound
 from service.models import Identity, Snapshot, VerifyProblem, VerifyReport
 from service.timeline import require_chat
 from service.validation import Checker
+from service.vault import Vault
+
+
+class _Replay:
+    """The live elements while history is replayed, with running sums."""
+
+    def __init__(self) -> None:
+        self.elements: dict[Any, tuple[int, int]] = {}  # key -> (element, tokens)
+        self.sum = checksum.StateSum()
+        self.tokens = 0
+
+    def put(self, key: Any, element: int | None, tokens: int = 0) -> None:
+        old = self.elements.pop(key, None)
+        if old is not None:
+            self.sum.remove(old[0])
+            self.tokens -= old[1]
+        if element is not None:
+            self.elements[key] = (element, tokens)
+            self.sum.add(element)
+            self.tokens += tokens
+
+    def __len__(self) -> int:
+        return len(self.elements)
+
+
+def _consume(rows: Iterator[dict[str, Any]], pending: dict[str, Any] | None, version: int, apply: Any) -> Any:
+    while pending is not None and pending["chat_version"] <= version:
+        apply(pending)
+        pending = next(rows, None)
+    return pending
 
 
 class Verifier:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, vault: Vault) -> None:
         self.db = db
+        self.vault = vault
 
     def verify(self, identity: Identity, chat_id: str) -> VerifyReport:
         check = Checker()
@@ -28,58 +62,75 @@ class Verifier:
         assert chat is not None
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
         problems: list[VerifyProblem] = []
+        messages, files = _Replay(), _Replay()
+
+        def apply_message(row: dict[str, Any]) -> None:
+            element = None
+            if not row["is_deleted"]:
+                element = checksum.message_element(row["message_id"], row["position"], row["role"], row["content"])
+            messages.put(row["message_id"], element, row["tokens"])
+
+        def apply_file(row: dict[str, Any]) -> None:
+            element = None
+            if not row["deleted"]:
+                element = checksum.file_element(
+                    row["original_name"], row["checksum_sha256"], row["size_bytes"], row["mime_type"]
+                )
+            files.put(row["original_name"], element)
+
         with self.db.transaction(identity.tenant_id) as tx:
             head = require_chat(tx, identity, chat)
             snapshots: list[Snapshot] = tx.all("all_snapshots", params, Snapshot)
-            rows = tx.stream("all_message_versions", params)
-            live = _Replay()
-            pending: dict[str, Any] | None = next(rows, None)
+            file_rows = iter(tx.all("all_file_events", params))
+            objects = tx.all("chat_objects", params)
+            message_rows = tx.stream("all_message_versions", params)
+            next_message, next_file = next(message_rows, None), next(file_rows, None)
             previous: Snapshot | None = None
             for expected_version, snapshot in enumerate(snapshots, start=1):
                 if snapshot.version != expected_version:
                     problems.append(_problem(snapshot, f"version {snapshot.version} where {expected_version} was due"))
                 if snapshot.previous_snapshot_id != (previous.id if previous else None):
                     problems.append(_problem(snapshot, "previous_snapshot_id does not name the snapshot before"))
-                while pending is not None and pending["chat_version"] <= snapshot.version:
-                    live.apply(pending)
-                    pending = next(rows, None)
-                state = checksum.StateSum(live.sum.value + checksum.title_element(snapshot.title))
+                next_message = _consume(message_rows, next_message, snapshot.version, apply_message)
+                next_file = _consume(file_rows, next_file, snapshot.version, apply_file)
+                state = checksum.StateSum(messages.sum.value + files.sum.value + checksum.title_element(snapshot.title))
                 if state.hex != snapshot.checksum:
                     problems.append(_problem(snapshot, "checksum differs from the state recomputed from history"))
-                if snapshot.message_count != len(live.messages):
+                if (snapshot.message_count, snapshot.file_count) != (len(messages), len(files)):
                     problems.append(
-                        _problem(snapshot, f"message_count {snapshot.message_count}, history has {len(live.messages)}")
+                        _problem(
+                            snapshot,
+                            f"counts {snapshot.message_count} messages / {snapshot.file_count} files, "
+                            f"history has {len(messages)} / {len(files)}",
+                        )
                     )
-                if snapshot.total_tokens != live.tokens:
+                if snapshot.total_tokens != messages.tokens:
                     problems.append(_problem(snapshot, "total_tokens differs from history"))
                 previous = snapshot
-            if head.head_version != len(snapshots):
-                problems.append(
-                    VerifyProblem(f"chat head is at version {head.head_version}, history has {len(snapshots)}")
-                )
-            if previous is not None and head.state_sum != previous.checksum:
-                problems.append(VerifyProblem("chat head checksum differs from its latest snapshot"))
-        return VerifyReport(problems=problems, snapshots_checked=len(snapshots), files_checked=0)
+        if head.head_version != len(snapshots):
+            problems.append(VerifyProblem(f"chat head is at version {head.head_version}, history has {len(snapshots)}"))
+        if previous is not None and head.state_sum != previous.checksum:
+            problems.append(VerifyProblem("chat head checksum differs from its latest snapshot"))
+        for obj in objects:
+            problem = self._check_object(obj)
+            if problem:
+                problems.append(VerifyProblem(detail=problem, file_id=obj["id"]))
+        return VerifyReport(problems=problems, snapshots_checked=len(snapshots), files_checked=len(objects))
 
-
-class _Replay:
-    """The live messages while history is replayed, with running sums."""
-
-    def __init__(self) -> None:
-        self.messages: dict[UUID, tuple[int, int]] = {}  # message -> (element, tokens)
-        self.sum = checksum.StateSum()
-        self.tokens = 0
-
-    def apply(self, row: dict[str, Any]) -> None:
-        old = self.messages.pop(row["message_id"], None)
-        if old is not None:
-            self.sum.remove(old[0])
-            self.tokens -= old[1]
-        if not row["is_deleted"]:
-            element = checksum.message_element(row["message_id"], row["position"], row["role"], row["content"])
-            self.messages[row["message_id"]] = (element, row["tokens"])
-            self.sum.add(element)
-            self.tokens += row["tokens"]
+    def _check_object(self, obj: dict[str, Any]) -> str | None:
+        """Read the object back at its version id and compare size and sha256."""
+        where = f"object of file {obj['id']}"
+        try:
+            if self.vault.size_of(obj["s3_key"], obj["s3_version_id"]) != obj["size_bytes"]:
+                return f"{where} has a different size than recorded"
+            digest = hashlib.sha256()
+            for chunk in self.vault.read(obj["s3_key"], obj["s3_version_id"]):
+                digest.update(chunk)
+        except NotFound:
+            return f"{where} is missing from the vault at its version id"
+        if digest.hexdigest() != obj["checksum_sha256"]:
+            return f"{where} does not hash to its recorded sha256"
+        return None
 
 
 def _problem(snapshot: Snapshot, detail: str) -> VerifyProblem:

@@ -17,7 +17,24 @@ from psycopg.types.json import Jsonb
 from service import checksum
 from service.database import Transaction
 from service.errors import Aborted, FailedPrecondition, NotFound
-from service.models import ChatHead, Identity, MessageHead, MessageVersion, Snapshot, Trigger
+from service.models import (
+    ChatHead,
+    FileHead,
+    Identity,
+    MediaFile,
+    MessageHead,
+    MessageVersion,
+    Snapshot,
+    Trigger,
+)
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """What every write accepts besides its own fields (validated by the caller)."""
+
+    request_id: str = ""
+    expected_version: int | None = None
 
 
 @dataclass
@@ -135,6 +152,68 @@ class Write:
         self.messages.append(staged)
         return staged
 
+    def file_head(self, name: str) -> FileHead | None:
+        row: FileHead | None = self.tx.one("get_file_head", {**self.params, "original_name": name}, FileHead)
+        return row
+
+    def put_file(self, previous: FileHead | None, fields: dict[str, Any]) -> UUID:
+        """Stage a new current version of a file name (an upload or a restore).
+
+        `fields` are tm_files columns besides ids, version and lineage; a
+        restore passes those of the version it brings back.
+        """
+        name = fields["original_name"]
+        if previous is not None and not previous.is_deleted:
+            self.state.remove(checksum.from_hex(previous.element_hash))
+            self.file_count -= 1
+        element = checksum.file_element(name, fields["checksum_sha256"], fields["size_bytes"], fields["mime_type"])
+        self.state.add(element)
+        self.file_count += 1
+        file_id = uuid4()
+        version = previous.version + 1 if previous else 1
+        self.extra_rows.append(
+            (
+                "insert_file",
+                {
+                    **self.params,
+                    **fields,
+                    "id": file_id,
+                    "version": version,
+                    "previous_version_id": previous.current_file_id if previous else None,
+                },
+            )
+        )
+        self._stage_file_head(name, file_id, version, is_deleted=False, element=element)
+        return file_id
+
+    def delete_file(self, head: FileHead) -> None:
+        """Stage a tombstone: the name leaves the view; every version stays."""
+        assert not head.is_deleted
+        self.state.remove(checksum.from_hex(head.element_hash))
+        self.file_count -= 1
+        self.extra_rows.append(
+            (
+                "insert_file_deletion",
+                {**self.params, "id": uuid4(), "original_name": head.original_name, "file_id": head.current_file_id},
+            )
+        )
+        self._stage_file_head(head.original_name, head.current_file_id, head.version, is_deleted=True, element=0)
+
+    def _stage_file_head(self, name: str, file_id: UUID, version: int, *, is_deleted: bool, element: int) -> None:
+        self.extra_rows.append(
+            (
+                "upsert_file_head",
+                {
+                    **self.params,
+                    "original_name": name,
+                    "current_file_id": file_id,
+                    "version": version,
+                    "is_deleted": is_deleted,
+                    "element_hash": checksum.to_hex(element),
+                },
+            )
+        )
+
     def set_title(self, title: str) -> None:
         self.state.replace(checksum.title_element(self.title), checksum.title_element(title))
         self.title = title
@@ -194,6 +273,10 @@ class Write:
         )
         return snapshot, written
 
+    def file(self, file_id: UUID) -> MediaFile:
+        row: MediaFile = self.tx.one("file_by_id", {"tenant_id": self.head.tenant_id, "file_id": file_id}, MediaFile)
+        return row
+
     def _insert_message(self, snapshot: Snapshot, staged: StagedMessage) -> MessageVersion:
         row: MessageVersion = self.tx.one(
             "insert_message_version",
@@ -239,10 +322,9 @@ def open_write(
     tx: Transaction,
     identity: Identity,
     chat_id: UUID,
-    *,
-    request_id: str | None,
-    expected_version: int | None,
+    options: WriteOptions,
     replay_triggers: tuple[Trigger, ...],
+    *,
     register: bool = True,
 ) -> Write:
     """Lock the chat (registering it if new) and check request id and version.
@@ -251,6 +333,7 @@ def open_write(
     answers with the first call's result and writes nothing.
     """
     params = {"tenant_id": identity.tenant_id, "chat_id": chat_id}
+    request_id, expected_version = options.request_id or None, options.expected_version
     if register:
         tx.execute("register_chat", {**params, "zero": checksum.ZERO})
     head: ChatHead | None = tx.one("lock_chat", params, ChatHead)

@@ -95,8 +95,45 @@ class Caller:
         request = api.RestoreRequest(chat_id=chat_id, target_snapshot_id=target, scope=scope, **kw)  # type: ignore[arg-type]
         return self.stub.Restore(request, metadata=self.md)
 
+    def upload(
+        self,
+        chat_id: str,
+        name: str,
+        data: bytes,
+        *,
+        mime_type: str = "application/octet-stream",
+        source: int = pb.FILE_SOURCE_USER_UPLOAD,
+        chunk_size: int = 256 * 1024,
+        **header: object,
+    ) -> api.UploadFileResponse:
+        return self.stub.UploadFile(
+            upload_stream(chat_id, name, data, mime_type=mime_type, source=source, chunk_size=chunk_size, **header),
+            metadata=self.md,
+        )
+
+    def download(self, file_id: str) -> tuple[pb.MediaFile, bytes]:
+        replies = list(self.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=self.md))
+        assert replies and replies[0].HasField("file")
+        assert all(len(r.chunk) <= 1024 * 1024 for r in replies)
+        return replies[0].file, b"".join(r.chunk for r in replies[1:])
+
     def verify(self, chat_id: str) -> api.VerifyChatResponse:
         return self.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat_id), metadata=self.md)
+
+
+def upload_stream(
+    chat_id: str,
+    name: str,
+    data: bytes,
+    *,
+    mime_type: str = "application/octet-stream",
+    source: int = pb.FILE_SOURCE_USER_UPLOAD,
+    chunk_size: int = 256 * 1024,
+    **header: object,
+) -> Iterator[api.UploadFileRequest]:
+    yield api.UploadFileRequest(chat_id=chat_id, name=name, mime_type=mime_type, source=source, **header)  # type: ignore[arg-type]
+    for start in range(0, len(data), chunk_size):
+        yield api.UploadFileRequest(chunk=data[start : start + chunk_size])
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""A store going away gives UNAVAILABLE and writes nothing."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from generated.timemachine.v1 import service_pb2_grpc
+from server.app import App
+from server.bootstrap import Runtime
+from service.config import Settings
+from tests.conftest import Caller, rpc_error
+
+
+class Isolated:
+    """A whole stack of its own, so that its stores can be stopped."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.settings = replace(
+            Settings.from_env(), data_dir=data_dir, grpc_address="127.0.0.1:0", database_url=None, s3_endpoint_url=None
+        )
+        self.runtime = Runtime(self.settings)
+        self.app = App(self.settings, self.runtime.start())
+        self.app.start()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.port}")
+        self.caller = Caller(
+            service_pb2_grpc.TimeMachineServiceStub(self.channel), str(uuid.uuid4()), str(uuid.uuid4())
+        )
+
+    def close(self) -> None:
+        self.channel.close()
+        self.app.stop(grace=1)
+        self.runtime.stop()
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Iterator[Isolated]:
+    if os.environ.get("TM_DATABASE_URL") or os.environ.get("TM_S3_ENDPOINT_URL"):
+        pytest.skip("stops embedded stores; runs only in the embedded set-up")  # never counted as passing
+    stack = Isolated(tmp_path)
+    yield stack
+    stack.close()
+
+
+def test_s3_stopped_gives_unavailable_and_writes_nothing(isolated: Isolated) -> None:
+    caller, chat = isolated.caller, str(uuid.uuid4())
+    kept = caller.upload(chat, "kept.txt", b"before the outage", mime_type="text/plain")
+    assert isolated.runtime.s3 is not None
+    isolated.runtime.s3.stop()
+    error = rpc_error(caller.upload, chat, "lost.txt", os.urandom(3 * 1024 * 1024))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "botocore" not in (error.details() or "").lower()
+    download = rpc_error(caller.download, kept.file.id)
+    assert download.code() == grpc.StatusCode.UNAVAILABLE
+    now = caller.chat(chat)  # the database still answers, and nothing was written
+    assert now.current_version == 1 and [f.original_name for f in now.files] == ["kept.txt"]
+
+
+def test_postgres_stopped_gives_unavailable(isolated: Isolated) -> None:
+    caller, chat = isolated.caller, str(uuid.uuid4())
+    caller.save(chat, "before")
+    assert isolated.runtime.postgres is not None
+    isolated.runtime.postgres.stop()
+    for call in (lambda: caller.save(chat, "after"), lambda: caller.chat(chat)):
+        error = rpc_error(call)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "psycopg" not in (error.details() or "")
