@@ -1,23 +1,19 @@
-"""Benchmarks against a raw baseline measured in the same run.
+"""`make bench`: benchmarks against a raw baseline measured in the same run.
 
-The machine is shared and noisy, so every figure is a median over many
-interleaved samples and every goal is a ratio of two numbers taken side by
-side, never an absolute time.
+The machine is shared and noisy, so every figure is a median over interleaved
+samples and every goal is a ratio of two numbers taken side by side, never an
+absolute time. `python -m bench writes transfers` runs a subset.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import platform
 import shutil
-import statistics
+import sys
 import tempfile
-import time
-import uuid
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,70 +21,25 @@ from typing import Any
 
 import grpc
 
-from generated.timemachine.v1 import resources_pb2 as pb
-from generated.timemachine.v1 import service_pb2 as api
+from bench import transfers, writes
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
-from service import queries
 from service.config import Settings
-from service.history import History
-from service.models import Identity, Role
-from service.writes import WriteOptions
 
 RESULTS = Path(__file__).parent / "results.json"
-SEED_SQL = queries.parse((Path(__file__).parent / "seed_algorithm.sql").read_text())
-SMALL, LARGE = 100, 10_000
-WRITE_SAMPLES = int(os.environ.get("TM_BENCH_WRITE_SAMPLES", "300"))
-SNAPSHOT_SAMPLES = int(os.environ.get("TM_BENCH_SNAPSHOT_SAMPLES", "60"))
-CONTENT = "The quick brown fox jumps over the lazy dog. " * 6  # ~270 bytes, a typical chat turn
-
-
-def p(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def fill(history: History, who: Identity, chat: str, count: int) -> None:
-    for i in range(count):
-        role = Role.USER if i % 2 == 0 else Role.ASSISTANT
-        history.save_message(
-            who,
-            chat_id=chat,
-            message_id="",
-            role=role,
-            content=f"{i}: {CONTENT}",
-            model_id="" if role is Role.USER else "bench-model",
-            metadata={},
-            tokens=60,
-            options=WriteOptions(),
-        )
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
-
-
-def seed_create_snapshot(runtime: Runtime, who: Identity, chat: str) -> None:
-    """What the seed does per snapshot: recount and rehash the whole chat."""
-    assert runtime.stores is not None
-    params = {"tenant_id": who.tenant_id, "chat_id": uuid.UUID(chat)}
-    with runtime.stores.db.transaction(who.tenant_id) as tx, tx.conn.cursor() as cur:
-        cur.execute(SEED_SQL["seed_previous_snapshot"], params)
-        cur.fetchone()
-        cur.execute(SEED_SQL["seed_counts"], params)
-        cur.fetchone()
-        cur.execute(SEED_SQL["seed_checksum_rows"], params)
-        digest = hashlib.sha256()
-        for message_id, content, role, version in cur:
-            digest.update(f"{message_id}:{content}:{role}:{version}|".encode())
-        digest.hexdigest()
+GOALS = {
+    "write_latency_growth_10k_over_100": {"at_most": 1.5},
+    "seed_algorithm_over_ours_at_10k": {"at_least": 10},
+    "upload_ratio_vs_boto3": {"at_least": 0.5},
+    "download_ratio_vs_boto3": {"at_least": 0.5},
+}
+SECTIONS = ("writes", "transfers")
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
+    chosen = sys.argv[1:] or list(SECTIONS)
     work = Path(tempfile.mkdtemp(prefix="tm-bench-"))
     settings = replace(Settings.from_env(), data_dir=work, grpc_address="127.0.0.1:0")
     runtime = Runtime(settings)
@@ -98,58 +49,22 @@ def main() -> None:
     }
     try:
         stores = runtime.start()
-        app = App(settings, stores)
-        app.start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
-        stub = service_pb2_grpc.TimeMachineServiceStub(channel)
-        who = Identity(uuid.uuid4(), uuid.uuid4())
-        md = (("x-tenant-id", str(who.tenant_id)), ("x-user-id", str(who.user_id)))
-        history = History(stores.db, settings.max_message_bytes)
-        small, large = str(uuid.uuid4()), str(uuid.uuid4())
-        started = time.perf_counter()
-        fill(history, who, small, SMALL)
-        fill(history, who, large, LARGE)
-        results["setup_seconds"] = round(time.perf_counter() - started, 1)
-
-        # 1. SaveMessage over gRPC, 100-message chat vs 10,000-message chat, interleaved.
-        def save(chat: str) -> Callable[[], Any]:
-            request = api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content=CONTENT, tokens=60)
-            return lambda: stub.SaveMessage(request, metadata=md)
-
-        for _ in range(20):  # warm up both paths
-            save(small)()
-            save(large)()
-        at_small, at_large = [], []
-        for _ in range(WRITE_SAMPLES):
-            at_small.append(timed(save(small)))
-            at_large.append(timed(save(large)))
-        results["save_message_p50_ms_at_100"] = round(statistics.median(at_small), 3)
-        results["save_message_p50_ms_at_10k"] = round(statistics.median(at_large), 3)
-        results["save_message_p95_ms_at_10k"] = round(p(at_large, 0.95), 3)
-        results["write_latency_growth_10k_over_100"] = round(
-            statistics.median(at_large) / statistics.median(at_small), 3
-        )
-
-        # 2. One snapshot of the 10,000-message chat: the seed's algorithm vs ours.
-        def ours() -> None:
-            history.create_snapshot(who, chat_id=large, description="bench", options=WriteOptions())
-
-        seed_ms, ours_ms = [], []
-        for _ in range(SNAPSHOT_SAMPLES):
-            seed_ms.append(timed(lambda: seed_create_snapshot(runtime, who, large)))
-            ours_ms.append(timed(ours))
-        results["seed_snapshot_p50_ms_at_10k"] = round(statistics.median(seed_ms), 3)
-        results["our_snapshot_p50_ms_at_10k"] = round(statistics.median(ours_ms), 3)
-        results["seed_algorithm_over_ours_at_10k"] = round(statistics.median(seed_ms) / statistics.median(ours_ms), 2)
-        results["goals"] = {
-            "write_latency_growth_10k_over_100": {"at_most": 1.5},
-            "seed_algorithm_over_ours_at_10k": {"at_least": 10},
-        }
-        channel.close()
-        app.stop(grace=2)
+        if "writes" in chosen:
+            app = App(settings, stores)
+            app.start()
+            channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+            results |= writes.measure(runtime, service_pb2_grpc.TimeMachineServiceStub(channel))
+            channel.close()
+            app.stop(grace=2)
+        if "transfers" in chosen:
+            keys = {}
+            if runtime.s3 is not None:
+                keys = {"AWS_ACCESS_KEY_ID": runtime.s3.access_key, "AWS_SECRET_ACCESS_KEY": runtime.s3.secret_key}
+            results |= transfers.measure(runtime, keys)
     finally:
         runtime.stop()
         shutil.rmtree(work, ignore_errors=True)
+    results["goals"] = {name: goal for name, goal in GOALS.items() if name in results}
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     previous.update(results)
     RESULTS.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
