@@ -20,6 +20,7 @@ from service.database import Database
 from service.files import Files
 from service.history import History
 from service.restore import Restorer
+from service.search import Searcher
 from service.timeline import Reader
 from service.vault import Vault
 from service.verify import Verifier
@@ -41,6 +42,7 @@ def build_product(settings: Settings, stores: Stores) -> Product:
         restorer=Restorer(stores.db),
         verifier=Verifier(stores.db, stores.vault),
         files=Files(stores.db, stores.vault, settings.max_upload_bytes),
+        searcher=Searcher(stores.db),
     )
 
 

@@ -153,3 +153,11 @@ def media_file(row: models.MediaFile, *, with_text: bool = True) -> pb.MediaFile
         version_count=row.version_count,
         preview_generated=row.preview_generated,
     )
+
+
+SEARCH_TYPE_FROM_PROTO = {
+    pb.SEARCH_TYPE_UNSPECIFIED: "all",
+    pb.SEARCH_TYPE_ALL: "all",
+    pb.SEARCH_TYPE_MESSAGES: "messages",
+    pb.SEARCH_TYPE_FILES: "files",
+}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
@@ -19,6 +20,7 @@ from service.files import Files, UploadHeader
 from service.history import History
 from service.models import ChatView
 from service.restore import Restorer, RestoreRequest
+from service.search import Searcher, SearchType
 from service.timeline import Reader
 from service.verify import Verifier
 from service.writes import WriteOptions
@@ -33,6 +35,7 @@ class Product:
     restorer: Restorer
     verifier: Verifier
     files: Files
+    searcher: Searcher
 
 
 def _options(request: Any) -> WriteOptions:
@@ -238,6 +241,33 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             identity.current(), request.chat_id, request.page_size, request.page_token
         )
         return api.ListRestoresResponse(restores=[convert.restore_record(r) for r in rows], next_page_token=token)
+
+    def Search(self, request: api.SearchRequest, context: Any) -> api.SearchResponse:
+        kind = convert.SEARCH_TYPE_FROM_PROTO.get(request.type)
+        if kind is None:
+            raise InvalidArgument([FieldViolation("type", "must be one of the SearchType values")])
+        result = self.p.searcher.search(
+            identity.current(),
+            chat_id=request.chat_id,
+            query=request.query,
+            search_type=SearchType(kind),
+            include_history=request.include_history,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return api.SearchResponse(
+            message_hits=[
+                pb.MessageHit(
+                    message=convert.message(h.message), rank=h.rank, highlight=h.highlight, is_current=h.is_current
+                )
+                for h in result.message_hits
+            ],
+            file_hits=[
+                pb.FileHit(file=convert.media_file(h.file), rank=h.rank, highlight=h.highlight)
+                for h in result.file_hits
+            ],
+            next_page_token=result.next_page_token,
+        )
 
     def VerifyChat(self, request: api.VerifyChatRequest, context: Any) -> api.VerifyChatResponse:
         report = self.p.verifier.verify(identity.current(), request.chat_id)

@@ -45,7 +45,6 @@ def test_reflection_lists_services_and_describes_messages(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("rpc", "request_message"),
     [
-        ("Search", api.SearchRequest(query="x")),
         ("CompareSnapshots", api.CompareSnapshotsRequest()),
         ("GetExport", api.GetExportRequest()),
     ],

@@ -20,18 +20,25 @@ FROM tm_file_heads
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
 
 -- name: insert_file
-INSERT INTO tm_files (
-    id, tenant_id, chat_id, message_id, snapshot_id, chat_version, original_name,
-    display_name, mime_type, size_bytes, checksum_sha256, s3_bucket, s3_key,
-    s3_version_id, thumbnail_s3_key, thumbnail_version_id, preview_generated,
-    version, previous_version_id, source, extracted_text, ai_description,
-    restored_from_id, created_at)
-SELECT %(id)s, %(tenant_id)s, %(chat_id)s, %(message_id)s, %(snapshot_id)s, %(chat_version)s,
-    %(original_name)s, %(display_name)s, %(mime_type)s, %(size_bytes)s, %(checksum_sha256)s,
-    %(s3_bucket)s, %(s3_key)s, %(s3_version_id)s, %(thumbnail_s3_key)s,
-    %(thumbnail_version_id)s, %(preview_generated)s, %(version)s, %(previous_version_id)s,
-    %(source)s, %(extracted_text)s, %(ai_description)s, %(restored_from_id)s, s.created_at
-FROM tm_snapshots s WHERE s.id = %(snapshot_id)s
+-- The file version and its search document (name, description, text), in one statement.
+WITH version AS (
+    INSERT INTO tm_files (
+        id, tenant_id, chat_id, message_id, snapshot_id, chat_version, original_name,
+        display_name, mime_type, size_bytes, checksum_sha256, s3_bucket, s3_key,
+        s3_version_id, thumbnail_s3_key, thumbnail_version_id, preview_generated,
+        version, previous_version_id, source, extracted_text, ai_description,
+        restored_from_id, created_at)
+    SELECT %(id)s, %(tenant_id)s, %(chat_id)s, %(message_id)s, %(snapshot_id)s, %(chat_version)s,
+        %(original_name)s, %(display_name)s, %(mime_type)s, %(size_bytes)s, %(checksum_sha256)s,
+        %(s3_bucket)s, %(s3_key)s, %(s3_version_id)s, %(thumbnail_s3_key)s,
+        %(thumbnail_version_id)s, %(preview_generated)s, %(version)s, %(previous_version_id)s,
+        %(source)s, %(extracted_text)s, %(ai_description)s, %(restored_from_id)s, s.created_at
+    FROM tm_snapshots s WHERE s.id = %(snapshot_id)s
+    RETURNING tenant_id, chat_id, id, original_name, ai_description, extracted_text
+)
+INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
+SELECT tenant_id, chat_id, 'file', id, tm_file_document(original_name, ai_description, extracted_text)
+FROM version
 
 -- name: upsert_file_head
 INSERT INTO tm_file_heads (

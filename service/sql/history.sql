@@ -53,16 +53,24 @@ FROM tm_messages
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
 
 -- name: insert_message_version
-INSERT INTO tm_message_versions (
-    id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
-    position, role, content, model_id, metadata, tokens, is_deleted,
-    edit_reason, edited_by, created_at, original_created_at)
-VALUES (
-    %(id)s, %(tenant_id)s, %(chat_id)s, %(message_id)s, %(snapshot_id)s,
-    %(chat_version)s, %(version)s, %(position)s, %(role)s, %(content)s,
-    %(model_id)s, %(metadata)s, %(tokens)s, %(is_deleted)s, %(edit_reason)s,
-    %(edited_by)s, %(created_at)s, coalesce(%(original_created_at)s, %(created_at)s))
-RETURNING *, true AS is_active, NULL::timestamptz AS superseded_at
+-- The version and its search document, in one statement.
+WITH version AS (
+    INSERT INTO tm_message_versions (
+        id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
+        position, role, content, model_id, metadata, tokens, is_deleted,
+        edit_reason, edited_by, created_at, original_created_at)
+    VALUES (
+        %(id)s, %(tenant_id)s, %(chat_id)s, %(message_id)s, %(snapshot_id)s,
+        %(chat_version)s, %(version)s, %(position)s, %(role)s, %(content)s,
+        %(model_id)s, %(metadata)s, %(tokens)s, %(is_deleted)s, %(edit_reason)s,
+        %(edited_by)s, %(created_at)s, coalesce(%(original_created_at)s, %(created_at)s))
+    RETURNING *
+), document AS (
+    INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
+    SELECT tenant_id, chat_id, 'message', id, tm_message_document(content)
+    FROM version WHERE NOT is_deleted
+)
+SELECT *, true AS is_active, NULL::timestamptz AS superseded_at FROM version
 
 -- name: upsert_message_head
 INSERT INTO tm_messages (

@@ -799,7 +799,7 @@ class MessageHit(_message.Message):
     rank: _builtins.float
     """Relevance; higher is better."""
     highlight: _builtins.str
-    """Snippet with matches marked."""
+    """Snippet of the content, HTML-escaped, with matches in <mark>…</mark>."""
     is_current: _builtins.bool
     """True when this version is the message's current, visible version."""
     @_builtins.property
@@ -834,7 +834,7 @@ class FileHit(_message.Message):
     rank: _builtins.float
     """Relevance; higher is better."""
     highlight: _builtins.str
-    """Snippet with matches marked."""
+    """Snippet of name, description and text, HTML-escaped, matches in <mark>…</mark>."""
     @_builtins.property
     def file(self) -> Global___MediaFile:
         """The matching file version."""

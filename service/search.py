@@ -1,0 +1,116 @@
+"""Search every version: what a user types into a search box, ranked and paged."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from typing import Any
+from uuid import UUID
+
+from service import paging
+from service.database import Database
+from service.errors import FieldViolation, InvalidArgument
+from service.models import Identity, MediaFile, MessageVersion
+from service.timeline import require_chat
+from service.validation import Checker
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+class SearchType(enum.Enum):
+    ALL = "all"
+    MESSAGES = "messages"
+    FILES = "files"
+
+
+@dataclass
+class MessageHit:
+    message: MessageVersion
+    rank: float
+    highlight: str
+    is_current: bool
+
+
+@dataclass
+class FileHit:
+    file: MediaFile
+    rank: float
+    highlight: str
+
+
+@dataclass
+class SearchResult:
+    message_hits: list[MessageHit]
+    file_hits: list[FileHit]
+    next_page_token: str
+
+
+def _record(cls: type[Any], row: dict[str, Any]) -> Any:
+    return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
+
+
+class Searcher:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def search(
+        self,
+        identity: Identity,
+        *,
+        chat_id: str,
+        query: str,
+        search_type: SearchType,
+        include_history: bool,
+        page_size: int,
+        page_token: str,
+    ) -> SearchResult:
+        check = Checker()
+        chat = check.uuid("chat_id", chat_id, required=False)
+        check.text("query", query, max_bytes=1000, required=True)
+        size = check.page_size("page_size", page_size, default=DEFAULT_PAGE, maximum=MAX_PAGE)
+        check.done()
+        scope = ("search", identity.tenant_id, chat, query, search_type.value, include_history, size)
+        offsets = paging.decode(page_token, scope, list) or [0, 0]
+        if len(offsets) != 2 or not all(isinstance(o, int) for o in offsets):
+            raise InvalidArgument([FieldViolation("page_token", "is not a token this service issued")])
+        message_offset, file_offset = offsets
+        with self.db.transaction(identity.tenant_id) as tx:
+            if chat is not None:
+                require_chat(tx, identity, chat)
+            parsed = tx.one("parse_query", {"query": query})
+            if parsed["empty"]:
+                return SearchResult([], [], "")
+            params = {
+                "chat_id": chat,
+                "tsquery": parsed["tsquery"],
+                "include_history": include_history,
+                "limit": size + 1,
+            }
+            message_rows: list[dict[str, Any]] = []
+            file_rows: list[dict[str, Any]] = []
+            if search_type is not SearchType.FILES and message_offset >= 0:
+                message_rows = tx.all("search_messages", {**params, "offset": message_offset})
+            if search_type is not SearchType.MESSAGES and file_offset >= 0:
+                file_rows = tx.all("search_files", {**params, "offset": file_offset})
+        more_messages, more_files = len(message_rows) > size, len(file_rows) > size
+        token = ""
+        if more_messages or more_files:
+            # -1 marks a list that is exhausted, so later pages skip it.
+            token = paging.encode(
+                [message_offset + size if more_messages else -1, file_offset + size if more_files else -1], scope
+            )
+        return SearchResult(
+            message_hits=[
+                MessageHit(_record(MessageVersion, r), float(r["rank"]), r["highlight"], bool(r["is_current"]))
+                for r in message_rows[:size]
+            ],
+            file_hits=[FileHit(_record(MediaFile, r), float(r["rank"]), r["highlight"]) for r in file_rows[:size]],
+            next_page_token=token,
+        )
+
+    def plan(self, identity: Identity, chat: UUID | None, query: str, include_history: bool) -> list[str]:
+        """EXPLAIN of the message search as it runs (for tests and operators)."""
+        with self.db.transaction(identity.tenant_id) as tx:
+            rows = tx.all("search_plan", {"chat_id": chat, "query": query, "include_history": include_history})
+        return [row["line"] for row in rows]

@@ -1,0 +1,34 @@
+-- name: parse_query
+-- websearch_to_tsquery takes what people type (quotes, -word, or) and never
+-- raises a syntax error. An empty result means the query had no words.
+SELECT websearch_to_tsquery('simple', %(query)s) AS tsquery,
+       websearch_to_tsquery('simple', %(query)s)::text = '' AS empty
+
+-- name: search_messages
+-- Highlights are HTML-escaped first, so <mark>…</mark> is the only markup.
+SELECT v.*, s.rank,
+       ts_headline('simple',
+                   replace(replace(replace(v.content, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),
+                   %(tsquery)s::tsquery,
+                   'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2') AS highlight,
+       (v.is_active AND NOT v.is_deleted) AS is_current
+FROM tm_search('message', %(chat_id)s, %(tsquery)s::tsquery, %(include_history)s, %(limit)s, %(offset)s) s
+JOIN tm_message_versions_view v ON v.id = s.ref_id
+ORDER BY s.rank DESC, s.ref_id
+
+-- name: search_files
+SELECT f.*, s.rank,
+       ts_headline('simple',
+                   replace(replace(replace(
+                       f.original_name || E'\n' || coalesce(f.ai_description || E'\n', '')
+                       || left(coalesce(f.extracted_text, ''), 20000),
+                       '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),
+                   %(tsquery)s::tsquery,
+                   'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2') AS highlight
+FROM tm_search('file', %(chat_id)s, %(tsquery)s::tsquery, %(include_history)s, %(limit)s, %(offset)s) s
+JOIN tm_files_view f ON f.id = s.ref_id
+ORDER BY s.rank DESC, s.ref_id
+
+-- name: search_plan
+SELECT tm_search_plan('message', %(chat_id)s, websearch_to_tsquery('simple', %(query)s), %(include_history)s, 20, 0)
+    AS line
