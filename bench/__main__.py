@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench import transfers, writes
+from bench import searches, transfers, writes
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
@@ -34,7 +34,7 @@ GOALS = {
     "upload_ratio_vs_boto3": {"at_least": 0.5},
     "download_ratio_vs_boto3": {"at_least": 0.5},
 }
-SECTIONS = ("writes", "transfers")
+SECTIONS = ("writes", "searches", "transfers")
 
 
 def main() -> None:
@@ -49,11 +49,15 @@ def main() -> None:
     }
     try:
         stores = runtime.start()
-        if "writes" in chosen:
+        if "writes" in chosen or "searches" in chosen:
             app = App(settings, stores)
             app.start()
             channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
-            results |= writes.measure(runtime, service_pb2_grpc.TimeMachineServiceStub(channel))
+            stub = service_pb2_grpc.TimeMachineServiceStub(channel)
+            if "writes" in chosen:
+                results |= writes.measure(runtime, stub)
+            if "searches" in chosen:
+                results |= searches.measure(runtime, stub)
             channel.close()
             app.stop(grace=2)
         if "transfers" in chosen:

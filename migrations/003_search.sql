@@ -85,6 +85,8 @@ CREATE FUNCTION tm_search(
     p_kind text, p_chat uuid, p_query tsquery, p_history boolean, p_limit integer, p_offset integer)
 RETURNS TABLE (ref_id uuid, rank real)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
+-- A page, not the default 1000 rows: the caller's joins then use the keys.
+ROWS 20
 SET search_path = public, pg_temp
 AS $$
 BEGIN

@@ -19,5 +19,6 @@ def load_bulk_chat(database_url: str, tenant_id: UUID, chat_id: UUID, messages: 
             if "INSERT" in statement:
                 conn.execute(statement, params)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("analyze tm_search_documents")
-        conn.execute("analyze tm_message_versions")
+        # What autovacuum would do soon after such a load.
+        for table in ("tm_search_documents", "tm_message_versions", "tm_messages", "tm_snapshots"):
+            conn.execute(f"analyze {table}")
