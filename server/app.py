@@ -17,6 +17,8 @@ from server.interceptor import SERVICE, ServiceInterceptor
 from server.servicer import Product, TimeMachineServicer
 from service.config import Settings
 from service.database import Database
+from service.export.bundles import Bundles, ExportWorker
+from service.export.exporter import Exporter
 from service.files import Files
 from service.history import History
 from service.restore import Restorer
@@ -36,6 +38,7 @@ class Stores:
 
 
 def build_product(settings: Settings, stores: Stores) -> Product:
+    exporter = Exporter(stores.db, stores.vault)
     return Product(
         history=History(stores.db, settings.max_message_bytes),
         reader=Reader(stores.db),
@@ -43,6 +46,8 @@ def build_product(settings: Settings, stores: Stores) -> Product:
         verifier=Verifier(stores.db, stores.vault),
         files=Files(stores.db, stores.vault, settings.max_upload_bytes),
         searcher=Searcher(stores.db),
+        exporter=exporter,
+        bundles=Bundles(stores.db, stores.vault, exporter),
     )
 
 
@@ -64,7 +69,12 @@ class App:
         )
         # RPCs of later issues are inherited from the generated base class,
         # which answers UNIMPLEMENTED; the stubs declare them abstract.
-        servicer = TimeMachineServicer(build_product(settings, stores))  # type: ignore[abstract]
+        product = build_product(settings, stores)
+        servicer = TimeMachineServicer(product)  # type: ignore[abstract]
+        self.workers = [
+            ExportWorker(stores.db, stores.vault, product.exporter, lease_seconds=settings.export_lease_seconds)
+            for _ in range(settings.export_workers)
+        ]
         service_pb2_grpc.add_TimeMachineServiceServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names: list[Any] = [
@@ -79,6 +89,8 @@ class App:
 
     def start(self) -> None:
         self.server.start()
+        for worker in self.workers:
+            worker.start()
         for name in ("", SERVICE):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -86,3 +98,5 @@ class App:
         """Health goes NOT_SERVING, new calls are refused, in-flight calls finish."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        for worker in self.workers:  # a bundle cut short is picked up again by any replica
+            worker.stop()

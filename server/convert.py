@@ -10,6 +10,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from service import models
+from service.export.bundles import Bundle
 
 ROLE_FROM_PROTO = {
     pb.MESSAGE_ROLE_USER: models.Role.USER,
@@ -161,3 +162,42 @@ SEARCH_TYPE_FROM_PROTO = {
     pb.SEARCH_TYPE_MESSAGES: "messages",
     pb.SEARCH_TYPE_FILES: "files",
 }
+
+
+FORMAT_FROM_PROTO = {
+    pb.EXPORT_FORMAT_ZIP: "zip",
+    pb.EXPORT_FORMAT_JSON: "json",
+    pb.EXPORT_FORMAT_MARKDOWN: "markdown",
+    pb.EXPORT_FORMAT_PDF: "pdf",
+    pb.EXPORT_FORMAT_HTML: "html",
+}
+FORMAT_TO_PROTO = {name: value for value, name in FORMAT_FROM_PROTO.items()}
+EXPORT_STATUS_TO_PROTO = {
+    "pending": pb.EXPORT_STATUS_PENDING,
+    "processing": pb.EXPORT_STATUS_PROCESSING,
+    "ready": pb.EXPORT_STATUS_READY,
+    "expired": pb.EXPORT_STATUS_EXPIRED,
+    "failed": pb.EXPORT_STATUS_FAILED,
+}
+
+
+def bundle(row: Bundle) -> pb.ExportBundle:
+    return pb.ExportBundle(
+        id=str(row.id),
+        chat_id=str(row.chat_id),
+        status=EXPORT_STATUS_TO_PROTO[row.status],
+        format=FORMAT_TO_PROTO[row.format],
+        size_bytes=row.size_bytes,
+        download_count=row.download_count,
+        download_url=row.download_url,
+        expires_at=timestamp(row.expires_at),
+        created_at=timestamp(row.created_at),
+        completed_at=timestamp(row.completed_at),
+        error_message=row.error_message,
+        include_media=row.include_media,
+        include_version_history=row.include_version_history,
+        from_snapshot_id=text(row.from_snapshot_id),
+        to_snapshot_id=str(row.to_snapshot_id),
+        sha256=row.sha256,
+        file_name=row.file_name,
+    )

@@ -6,6 +6,7 @@ UNIMPLEMENTED until their issue lands.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -16,6 +17,8 @@ from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
 from service.errors import FieldViolation, InvalidArgument
+from service.export.bundles import Bundles
+from service.export.exporter import FORMATS, Exporter, ExportRequest
 from service.files import Files, UploadHeader
 from service.history import History
 from service.models import ChatView
@@ -36,11 +39,28 @@ class Product:
     verifier: Verifier
     files: Files
     searcher: Searcher
+    exporter: Exporter
+    bundles: Bundles
+
+
+def _export_request(request: Any) -> ExportRequest:
+    return ExportRequest(
+        chat_id=request.chat_id,
+        format=convert.FORMAT_FROM_PROTO.get(request.format),
+        include_media=request.include_media,
+        include_version_history=request.include_version_history,
+        from_snapshot_id=request.from_snapshot_id,
+        to_snapshot_id=request.to_snapshot_id,
+    )
 
 
 def _options(request: Any) -> WriteOptions:
     expected = request.expected_version if request.HasField("expected_version") else None
     return WriteOptions(request_id=request.request_id, expected_version=expected)
+
+
+def _mime(export_format: str) -> str:
+    return FORMATS[export_format][1]
 
 
 class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
@@ -268,6 +288,31 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             ],
             next_page_token=result.next_page_token,
         )
+
+    def ExportChat(self, request: api.ExportChatRequest, context: Any) -> Iterator[api.ExportChatResponse]:
+        exporter = self.p.exporter
+        stream = exporter.render(exporter.plan(identity.current(), _export_request(request)))
+        yield api.ExportChatResponse(file_name=stream.file_name, mime_type=stream.mime_type)
+        for chunk in stream:
+            yield api.ExportChatResponse(chunk=chunk)
+        yield api.ExportChatResponse(size_bytes=stream.size_bytes, sha256=stream.sha256)
+
+    def CreateExport(self, request: api.CreateExportRequest, context: Any) -> api.CreateExportResponse:
+        created = self.p.bundles.create(identity.current(), _export_request(request), request.expires_in_seconds)
+        return api.CreateExportResponse(bundle=convert.bundle(created))
+
+    def GetExport(self, request: api.GetExportRequest, context: Any) -> api.GetExportResponse:
+        return api.GetExportResponse(bundle=convert.bundle(self.p.bundles.get(identity.current(), request.bundle_id)))
+
+    def DownloadExport(self, request: api.DownloadExportRequest, context: Any) -> Iterator[api.DownloadExportResponse]:
+        found, chunks = self.p.bundles.download(identity.current(), request.bundle_id)
+        yield api.DownloadExportResponse(file_name=found.file_name, mime_type=_mime(found.format))
+        digest, size = hashlib.sha256(), 0
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            yield api.DownloadExportResponse(chunk=chunk)
+        yield api.DownloadExportResponse(size_bytes=size, sha256=digest.hexdigest())
 
     def VerifyChat(self, request: api.VerifyChatRequest, context: Any) -> api.VerifyChatResponse:
         report = self.p.verifier.verify(identity.current(), request.chat_id)

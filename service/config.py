@@ -39,6 +39,8 @@ class Settings:
     max_message_bytes: int
     max_upload_bytes: int
     log_level: str
+    export_workers: int
+    export_lease_seconds: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -64,4 +66,6 @@ class Settings:
             max_message_bytes=_int("TM_MAX_MESSAGE_BYTES", 1024 * 1024),
             max_upload_bytes=_int("TM_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
             log_level=os.environ.get("TM_LOG_LEVEL", "INFO").upper(),
+            export_workers=_int("TM_EXPORT_WORKERS", 1, minimum=0),
+            export_lease_seconds=_int("TM_EXPORT_LEASE_SECONDS", 60),
         )

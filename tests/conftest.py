@@ -38,7 +38,11 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir: Path = tmp_path_factory.mktemp("tm-data")
-    settings = replace(Settings.from_env(), data_dir=data_dir, grpc_address="127.0.0.1:0", db_pool_max=24)
+    # No export worker in the shared server: export tests run their own, so
+    # they decide when a bundle is claimed (the lifecycle test covers the server's).
+    settings = replace(
+        Settings.from_env(), data_dir=data_dir, grpc_address="127.0.0.1:0", db_pool_max=24, export_workers=0
+    )
     runtime = Runtime(settings)
     try:
         stores = runtime.start()

@@ -113,5 +113,15 @@ def test_data_survives_sigterm_and_sigkill_restarts(data_dir: Path) -> None:
     reply = third.stub.GetChat(api.GetChatRequest(chat_id=chat), metadata=TENANT)
     assert [m.content for m in reply.messages] == ["one", "two"]
     assert third.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat), metadata=TENANT).ok
+    # The server runs an export worker of its own.
+    bundle = third.stub.CreateExport(
+        api.CreateExportRequest(chat_id=chat, format=pb.EXPORT_FORMAT_MARKDOWN), metadata=TENANT
+    ).bundle
+    deadline = time.monotonic() + 30
+    while third.stub.GetExport(api.GetExportRequest(bundle_id=bundle.id), metadata=TENANT).bundle.status != (
+        pb.EXPORT_STATUS_READY
+    ):
+        assert time.monotonic() < deadline, "the server's export worker did not render the bundle"
+        time.sleep(0.2)
     assert third.terminate() == 0
     assert not EmbeddedPostgres(data_dir).running()

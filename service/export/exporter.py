@@ -1,0 +1,217 @@
+"""Render an export and hand it out as a stream of chunks of at most 1 MiB.
+
+Two phases: one database pass renders the text documents into spooled
+temporary files (in memory up to 8 MiB each, then on disk), and the
+transaction ends; then the output streams from those files and, for a ZIP,
+media straight from S3. A slow reader therefore never holds a database
+connection, and memory stays bounded whatever the chat or media size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+from uuid import UUID
+
+from service.database import Database, Transaction
+from service.errors import FieldViolation, InvalidArgument
+from service.export import archive
+from service.export.content import ExportFile, ExportHeader, messages
+from service.export.pdf import PdfRenderer
+from service.export.render import HtmlRenderer, JsonRenderer, MarkdownRenderer, Renderer
+from service.models import Identity, MediaFile, Snapshot
+from service.timeline import find_snapshot, require_chat
+from service.validation import Checker
+from service.vault import Vault
+
+CHUNK = 1024 * 1024
+SPOOL_BYTES = 8 * 1024 * 1024
+FORMATS: dict[str, tuple[str, str]] = {  # format -> (extension, mime type)
+    "zip": ("zip", "application/zip"),
+    "json": ("json", "application/json"),
+    "markdown": ("md", "text/markdown; charset=utf-8"),
+    "pdf": ("pdf", "application/pdf"),
+    "html": ("html", "text/html; charset=utf-8"),
+}
+RENDERERS: dict[str, Callable[[IO[bytes]], Renderer]] = {
+    "json": JsonRenderer,
+    "markdown": MarkdownRenderer,
+    "html": HtmlRenderer,
+    "pdf": PdfRenderer,
+}
+ZIP_DOCUMENTS = (("chat.json", "json"), ("chat.md", "markdown"), ("chat.html", "html"))
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    chat_id: str
+    format: str | None
+    include_media: bool
+    include_version_history: bool
+    from_snapshot_id: str
+    to_snapshot_id: str
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """A validated request, resolved to concrete snapshots."""
+
+    tenant_id: UUID
+    chat_id: UUID
+    format: str
+    include_media: bool
+    include_history: bool
+    from_snapshot_id: UUID | None
+    to_snapshot_id: UUID
+
+
+@dataclass
+class ExportStream:
+    """The rendered bytes, in chunks of at most 1 MiB; size and sha256 once read."""
+
+    file_name: str
+    mime_type: str
+    source: Iterator[bytes]
+    size_bytes: int = 0
+    sha256: str = ""
+    _digest: Any = field(default_factory=hashlib.sha256)
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = bytearray()
+        for data in self.source:
+            pending += data
+            while len(pending) >= CHUNK:
+                yield self._count(bytes(pending[:CHUNK]))
+                del pending[:CHUNK]
+        if pending:
+            yield self._count(bytes(pending))
+        self.sha256 = self._digest.hexdigest()
+
+    def _count(self, chunk: bytes) -> bytes:
+        self.size_bytes += len(chunk)
+        self._digest.update(chunk)
+        return chunk
+
+
+def _read(spool: IO[bytes]) -> Iterator[bytes]:
+    spool.seek(0)
+    try:
+        while chunk := spool.read(CHUNK):
+            yield chunk
+    finally:
+        spool.close()
+
+
+class Exporter:
+    def __init__(self, db: Database, vault: Vault) -> None:
+        self.db = db
+        self.vault = vault
+
+    def plan(self, identity: Identity, request: ExportRequest) -> ExportPlan:
+        """Validate and resolve the snapshots (`to` defaults to the head now)."""
+        check = Checker()
+        chat = check.uuid("chat_id", request.chat_id)
+        check.enum("format", request.format)
+        first = check.uuid("from_snapshot_id", request.from_snapshot_id, required=False)
+        last = check.uuid("to_snapshot_id", request.to_snapshot_id, required=False)
+        check.done()
+        assert chat is not None and request.format is not None
+        with self.db.transaction(identity.tenant_id) as tx:
+            head = require_chat(tx, identity, chat)
+            target = last or head.head_snapshot_id
+            assert target is not None  # a registered chat has at least one snapshot
+            to = find_snapshot(tx, identity, chat, target, "to_snapshot_id")
+            if first is not None:
+                since = find_snapshot(tx, identity, chat, first, "from_snapshot_id")
+                if since.version > to.version:
+                    raise InvalidArgument(
+                        [FieldViolation("from_snapshot_id", "comes after to_snapshot_id in the chat's history")]
+                    )
+        return ExportPlan(
+            tenant_id=identity.tenant_id,
+            chat_id=chat,
+            format=request.format,
+            include_media=request.include_media,
+            include_history=request.include_version_history,
+            from_snapshot_id=first,
+            to_snapshot_id=to.id,
+        )
+
+    @staticmethod
+    def plan_of_bundle(row: dict[str, Any]) -> ExportPlan:
+        """The plan a background bundle recorded when it was created."""
+        return ExportPlan(
+            tenant_id=row["tenant_id"],
+            chat_id=row["chat_id"],
+            format=row["format"],
+            include_media=row["include_media"],
+            include_history=row["include_version_history"],
+            from_snapshot_id=row["from_snapshot_id"],
+            to_snapshot_id=row["to_snapshot_id"],
+        )
+
+    def render(self, plan: ExportPlan) -> ExportStream:
+        extension, mime_type = FORMATS[plan.format]
+        identity = Identity(plan.tenant_id, None)
+        with self.db.transaction(plan.tenant_id) as tx:
+            header = self._header(tx, identity, plan)
+            kinds = [kind for _, kind in ZIP_DOCUMENTS] if plan.format == "zip" else [plan.format]
+            # Closed by _read once streamed (they outlive this block on purpose).
+            spools: dict[str, IO[bytes]] = {
+                kind: tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+                for kind in kinds
+            }
+            renderers = [RENDERERS[kind](spools[kind]) for kind in kinds]
+            for renderer in renderers:
+                renderer.begin(header)
+            for message in messages(tx, header):
+                for renderer in renderers:
+                    renderer.message(message)
+            for renderer in renderers:
+                renderer.end()
+        name = f"chat-{str(plan.chat_id)[:8]}-v{header.snapshot.version}.{extension}"
+        if plan.format != "zip":
+            return ExportStream(name, mime_type, _read(spools[plan.format]))
+        entries = [archive.Entry(path, _read(spools[kind]), compress=True) for path, kind in ZIP_DOCUMENTS]
+        entries += [
+            archive.Entry(f.path, self.vault.read(f.file.s3_key, f.file.s3_version_id), compress=False)
+            for f in header.files
+            if f.path
+        ]
+        return ExportStream(name, mime_type, archive.stream_zip(entries, header.exported_at))
+
+    def _header(self, tx: Transaction, identity: Identity, plan: ExportPlan) -> ExportHeader:
+        to = find_snapshot(tx, identity, plan.chat_id, plan.to_snapshot_id, "to_snapshot_id")
+        since: Snapshot | None = None
+        if plan.from_snapshot_id is not None:
+            since = find_snapshot(tx, identity, plan.chat_id, plan.from_snapshot_id, "from_snapshot_id")
+        params = {"tenant_id": plan.tenant_id, "chat_id": plan.chat_id, "version": to.version}
+        current: list[MediaFile] = tx.all("files_at_version", params, MediaFile)
+        current_ids = {f.id for f in current}
+        shown = current
+        if plan.include_history:
+            shown = [
+                f
+                for f in tx.all("export_file_versions", params, MediaFile)
+                if since is None or f.chat_version > since.version or f.id in current_ids
+            ]
+        files = [ExportFile(f, f.id in current_ids) for f in shown]
+        if plan.format == "zip" and plan.include_media:
+            taken: set[str] = set()
+            for entry in files:
+                suffix = "" if entry.current else f" (v{entry.file.version})"
+                entry.path = "media/" + archive.safe_name(entry.file.original_name, taken, suffix)
+        return ExportHeader(
+            chat_id=plan.chat_id,
+            title=to.title,
+            snapshot=to,
+            from_snapshot=since,
+            include_history=plan.include_history,
+            include_media=plan.include_media,
+            exported_at=datetime.now(UTC),
+            files=files,
+        )
