@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench import searches, transfers, writes
+from bench import exports, searches, transfers, writes
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
@@ -33,8 +33,10 @@ GOALS = {
     "seed_algorithm_over_ours_at_10k": {"at_least": 10},
     "upload_ratio_vs_boto3": {"at_least": 0.5},
     "download_ratio_vs_boto3": {"at_least": 0.5},
+    "export_zip_ratio_vs_raw_s3_read": {"at_least": 0.5},
+    "export_rss_growth_mib": {"at_most": 100},
 }
-SECTIONS = ("writes", "searches", "transfers")
+SECTIONS = ("writes", "searches", "transfers", "exports")
 
 
 def main() -> None:
@@ -60,11 +62,13 @@ def main() -> None:
                 results |= searches.measure(runtime, stub)
             channel.close()
             app.stop(grace=2)
+        keys = {}
+        if runtime.s3 is not None:
+            keys = {"AWS_ACCESS_KEY_ID": runtime.s3.access_key, "AWS_SECRET_ACCESS_KEY": runtime.s3.secret_key}
         if "transfers" in chosen:
-            keys = {}
-            if runtime.s3 is not None:
-                keys = {"AWS_ACCESS_KEY_ID": runtime.s3.access_key, "AWS_SECRET_ACCESS_KEY": runtime.s3.secret_key}
             results |= transfers.measure(runtime, keys)
+        if "exports" in chosen:
+            results |= exports.measure(runtime, keys)
     finally:
         runtime.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -100,9 +100,9 @@ class ServerProcess:
         self.process.wait(timeout=60)
 
 
-def upload_stream(chat: str, data: bytes) -> Iterator[api.UploadFileRequest]:
+def upload_stream(chat: str, data: bytes, name: str = "big.bin") -> Iterator[api.UploadFileRequest]:
     view = memoryview(data)
-    yield api.UploadFileRequest(chat_id=chat, name="big.bin", source=pb.FILE_SOURCE_USER_UPLOAD)
+    yield api.UploadFileRequest(chat_id=chat, name=name, source=pb.FILE_SOURCE_USER_UPLOAD)
     for start in range(0, len(data), MiB):
         yield api.UploadFileRequest(chunk=bytes(view[start : start + MiB]))
 

@@ -16,6 +16,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from service.errors import ConfigurationError, NotFound, Unavailable
+from service.pipeline import prefetch
 
 log = logging.getLogger(__name__)
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart parts; also the most a writer buffers
@@ -70,18 +71,26 @@ class Vault:
         return ObjectWriter(self, key, content_type)
 
     def read(self, key: str, version_id: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
-        """The object's bytes, fetched from S3 chunk by chunk as the caller consumes them."""
+        """The object's bytes, fetched from S3 a few chunks ahead of the caller.
+
+        The object is opened before the first chunk is asked for, so a
+        missing object fails here, not in the middle of a stream.
+        """
         with s3_errors("download"):
             body = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"]
-        try:
-            while True:
-                with s3_errors("download"):
-                    data = body.read(chunk_size)
-                if not data:
-                    return
-                yield data
-        finally:
-            body.close()
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                while True:
+                    with s3_errors("download"):
+                        data = body.read(chunk_size)
+                    if not data:
+                        return
+                    yield data
+            finally:
+                body.close()
+
+        return prefetch(chunks())
 
     def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         with s3_errors("upload"):

@@ -24,10 +24,15 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
 
 
 class _Sink(io.RawIOBase):
-    """Collects the archive's bytes until they are drained."""
+    """Collects the archive's bytes until they are drained.
+
+    It keeps the pieces zipfile hands it (media chunks pass through without
+    a copy) rather than joining them.
+    """
 
     def __init__(self) -> None:
-        self.buffer = bytearray()
+        self.pieces: list[bytes] = []
+        self.pending = 0
         self.position = 0
 
     def writable(self) -> bool:
@@ -40,14 +45,14 @@ class _Sink(io.RawIOBase):
         return self.position
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.buffer += data
+        self.pieces.append(bytes(data))
+        self.pending += len(data)
         self.position += len(data)
         return len(data)
 
-    def drain(self) -> bytes:
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        return data
+    def drain(self) -> list[bytes]:
+        pieces, self.pieces, self.pending = self.pieces, [], 0
+        return pieces
 
 
 @dataclass
@@ -55,6 +60,8 @@ class Entry:
     name: str
     chunks: Iterable[bytes]
     compress: bool
+    # Known already (a vault object's recorded, verified hash): not recomputed.
+    sha256: str | None = None
 
 
 def safe_name(name: str, taken: set[str], suffix: str = "") -> str:
@@ -98,11 +105,12 @@ def stream_zip(entries: Iterable[Entry], when: datetime) -> Iterator[bytes]:
             with archive.open(info, mode="w", force_zip64=True) as out:
                 for chunk in entry.chunks:
                     out.write(chunk)
-                    digest.update(chunk)
+                    if entry.sha256 is None:
+                        digest.update(chunk)
                     size += len(chunk)
-                    if len(sink.buffer) >= CHUNK:
-                        yield sink.drain()
+                    if sink.pending >= CHUNK:
+                        yield from sink.drain()
             if entry.name != "manifest.json":
-                manifest.append({"path": entry.name, "size_bytes": size, "sha256": digest.hexdigest()})
-            yield sink.drain()
-    yield sink.drain()
+                manifest.append({"path": entry.name, "size_bytes": size, "sha256": entry.sha256 or digest.hexdigest()})
+            yield from sink.drain()
+    yield from sink.drain()

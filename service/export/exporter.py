@@ -9,21 +9,21 @@ connection, and memory stays bounded whatever the chat or media size.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 from uuid import UUID
 
 from service.database import Database, Transaction
-from service.errors import FieldViolation, InvalidArgument
+from service.errors import FieldViolation, InvalidArgument, Unavailable
 from service.export import archive
 from service.export.content import ExportFile, ExportHeader, messages
 from service.export.pdf import PdfRenderer
 from service.export.render import HtmlRenderer, JsonRenderer, MarkdownRenderer, Renderer
 from service.models import Identity, MediaFile, Snapshot
+from service.pipeline import BackgroundDigest
 from service.timeline import find_snapshot, require_chat
 from service.validation import Checker
 from service.vault import Vault
@@ -78,20 +78,34 @@ class ExportStream:
     source: Iterator[bytes]
     size_bytes: int = 0
     sha256: str = ""
-    _digest: Any = field(default_factory=hashlib.sha256)
+    _digest: BackgroundDigest | None = None
 
     def __iter__(self) -> Iterator[bytes]:
-        pending = bytearray()
-        for data in self.source:
-            pending += data
-            while len(pending) >= CHUNK:
-                yield self._count(bytes(pending[:CHUNK]))
-                del pending[:CHUNK]
-        if pending:
-            yield self._count(bytes(pending))
-        self.sha256 = self._digest.hexdigest()
+        # Small pieces (zip headers) are gathered; pieces of a full chunk pass
+        # through without a copy; larger ones are cut.
+        self._digest = BackgroundDigest()  # hashes on another core while we send
+        pending: list[bytes] = []
+        held = 0
+        try:
+            for data in self.source:
+                if held and held + len(data) > CHUNK:
+                    yield self._count(b"".join(pending))
+                    pending, held = [], 0
+                if len(data) >= CHUNK:
+                    view = memoryview(data)
+                    for start in range(0, len(data), CHUNK):
+                        yield self._count(bytes(view[start : start + CHUNK]) if len(data) > CHUNK else data)
+                    continue
+                pending.append(data)
+                held += len(data)
+            if held:
+                yield self._count(b"".join(pending))
+            self.sha256 = self._digest.hexdigest()
+        finally:
+            self._digest.close()  # a reader that stops early leaves no thread behind
 
     def _count(self, chunk: bytes) -> bytes:
+        assert self._digest is not None
         self.size_bytes += len(chunk)
         self._digest.update(chunk)
         return chunk
@@ -178,11 +192,21 @@ class Exporter:
             return ExportStream(name, mime_type, _read(spools[plan.format]))
         entries = [archive.Entry(path, _read(spools[kind]), compress=True) for path, kind in ZIP_DOCUMENTS]
         entries += [
-            archive.Entry(f.path, self.vault.read(f.file.s3_key, f.file.s3_version_id), compress=False)
+            archive.Entry(f.path, self._media(f.file), compress=False, sha256=f.file.checksum_sha256)
             for f in header.files
             if f.path
         ]
         return ExportStream(name, mime_type, archive.stream_zip(entries, header.exported_at))
+
+    def _media(self, file: MediaFile) -> Iterator[bytes]:
+        """The file's bytes, opened only when the archive reaches it."""
+        chunks = self.vault.read(file.s3_key, file.s3_version_id)
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            yield chunk
+        if size != file.size_bytes:  # never ship an archive whose manifest would lie
+            raise Unavailable(f"the stored object of {file.original_name!r} has an unexpected size")
 
     def _header(self, tx: Transaction, identity: Identity, plan: ExportPlan) -> ExportHeader:
         to = find_snapshot(tx, identity, plan.chat_id, plan.to_snapshot_id, "to_snapshot_id")
