@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(source: Iterator[T], depth: int = 4) -> Iterator[T]:
+def prefetch(source: Iterator[T], depth: int = 4) -> Generator[T, None, None]:
     """Yield what `source` yields, produced in a thread up to `depth` items ahead.
 
     An exception in the source is raised here; a consumer that stops early
@@ -27,20 +27,24 @@ def prefetch(source: Iterator[T], depth: int = 4) -> Iterator[T]:
     items: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(item: Any) -> bool:
+        """Hand an item over unless the consumer has gone; False when it has."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in source:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            items.put(_DONE)
+            offer(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there
-            items.put(exc)
+            offer(exc)
         finally:
             close = getattr(source, "close", None)
             if close is not None:

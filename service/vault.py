@@ -20,7 +20,7 @@ from service.pipeline import prefetch
 
 log = logging.getLogger(__name__)
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart parts; also the most a writer buffers
-MAX_PARTS_IN_FLIGHT = 3  # parts uploading while the next one fills: bounded memory, overlapped I/O
+MAX_PARTS_IN_FLIGHT = 2  # parts uploading while the next one fills: bounded memory, overlapped I/O
 READ_CHUNK = 1024 * 1024
 
 
@@ -162,25 +162,30 @@ class StoredObject:
 class ObjectWriter:
     """Streams bytes into one S3 object: multipart once it outgrows one part.
 
-    At most MAX_PARTS_IN_FLIGHT + 1 parts are in memory at any time, whatever
-    the size of the file.
+    At most MAX_PARTS_IN_FLIGHT + 1 parts (of PART_SIZE plus one incoming
+    chunk) are in memory at any time, whatever the size of the file.
     """
 
     def __init__(self, vault: Vault, key: str, content_type: str) -> None:
         self.vault = vault
         self.key = key
         self.content_type = content_type
-        self.buffer = bytearray()
+        self.pieces: list[bytes] = []
+        self.held = 0
         self.upload_id: str | None = None
         self.parts: list[Future[dict[str, Any]]] = []
         self.pool: ThreadPoolExecutor | None = None
 
     def write(self, data: bytes) -> None:
-        self.buffer += data
-        while len(self.buffer) >= PART_SIZE:
-            part = bytes(self.buffer[:PART_SIZE])
-            del self.buffer[:PART_SIZE]
-            self._send_part(part)
+        self.pieces.append(data)
+        self.held += len(data)
+        if self.held >= PART_SIZE:  # a part is whatever has gathered: at least PART_SIZE
+            self._send_part(self._take())
+
+    def _take(self) -> bytes:
+        part = b"".join(self.pieces)
+        self.pieces, self.held = [], 0
+        return part
 
     def _send_part(self, part: bytes) -> None:
         client, bucket = self.vault.client, self.vault.bucket
@@ -212,12 +217,11 @@ class ObjectWriter:
             if self.upload_id is None:
                 with s3_errors("upload"):
                     reply = client.put_object(
-                        Bucket=bucket, Key=self.key, Body=bytes(self.buffer), ContentType=self.content_type
+                        Bucket=bucket, Key=self.key, Body=self._take(), ContentType=self.content_type
                     )
             else:
-                if self.buffer:
-                    self._send_part(bytes(self.buffer))
-                    self.buffer.clear()
+                if self.held:
+                    self._send_part(self._take())
                 parts = [f.result() for f in self.parts]
                 with s3_errors("upload"):
                     reply = client.complete_multipart_upload(
@@ -242,7 +246,7 @@ class ObjectWriter:
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
                 log.warning("could not abort multipart upload of %s", self.key)
             self.upload_id = None
-        self.buffer.clear()
+        self.pieces, self.held = [], 0
 
     def _close_pool(self) -> None:
         if self.pool is not None:
