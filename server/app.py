@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from generated.timemachine.v1 import service_pb2, service_pb2_grpc
 from server.identity import Authenticator
@@ -51,6 +51,28 @@ def build_product(settings: Settings, stores: Stores) -> Product:
     )
 
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _reflection_v1(names: list[Any]) -> grpc.GenericRpcHandler:
+    """grpc.reflection.v1, which newer tools ask for first.
+
+    grpcio-reflection serves only v1alpha; v1's messages are the same on the
+    wire, so the v1alpha servicer answers under the v1 name as well.
+    """
+    servicer = reflection.ReflectionServicer(names)
+    return grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+
+
 class App:
     """A started gRPC server with health and reflection."""
 
@@ -81,8 +103,10 @@ class App:
             service_pb2.DESCRIPTOR.services_by_name["TimeMachineService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
+            REFLECTION_V1,
         ]
         reflection.enable_server_reflection(names, self.server)
+        self.server.add_generic_rpc_handlers((_reflection_v1(names),))
         self.port = self.server.add_insecure_port(address or settings.grpc_address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {address or settings.grpc_address}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from generated.timemachine.v1 import service_pb2 as api
 from service import migrations
@@ -25,10 +25,15 @@ def test_health_is_serving(stack: Stack, service: str) -> None:
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_reflection_lists_services_and_describes_messages(stack: Stack) -> None:
-    stub = reflection_pb2_grpc.ServerReflectionStub(stack.channel)
+@pytest.mark.parametrize("version", ["v1alpha", "v1"])
+def test_reflection_lists_services_and_describes_messages(stack: Stack, version: str) -> None:
+    call = stack.channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
     replies = list(
-        stub.ServerReflectionInfo(
+        call(
             iter(
                 [
                     reflection_pb2.ServerReflectionRequest(list_services=""),
