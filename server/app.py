@@ -15,8 +15,10 @@ from generated.timemachine.v1 import service_pb2, service_pb2_grpc
 from server.identity import Authenticator
 from server.interceptor import SERVICE, ServiceInterceptor
 from server.servicer import Product, TimeMachineServicer
+from service.compare import Comparer
 from service.config import Settings
 from service.database import Database
+from service.events import ChatEvents, Watcher
 from service.export.bundles import Bundles, ExportWorker
 from service.export.exporter import Exporter
 from service.files import Files
@@ -37,7 +39,7 @@ class Stores:
     vault: Vault
 
 
-def build_product(settings: Settings, stores: Stores) -> Product:
+def build_product(settings: Settings, stores: Stores, events: ChatEvents) -> Product:
     exporter = Exporter(stores.db, stores.vault)
     return Product(
         history=History(stores.db, settings.max_message_bytes),
@@ -48,6 +50,8 @@ def build_product(settings: Settings, stores: Stores) -> Product:
         searcher=Searcher(stores.db),
         exporter=exporter,
         bundles=Bundles(stores.db, stores.vault, exporter),
+        comparer=Comparer(stores.db),
+        watcher=Watcher(stores.db, events),
     )
 
 
@@ -89,10 +93,9 @@ class App:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        # RPCs of later issues are inherited from the generated base class,
-        # which answers UNIMPLEMENTED; the stubs declare them abstract.
-        product = build_product(settings, stores)
-        servicer = TimeMachineServicer(product)  # type: ignore[abstract]
+        self.events = ChatEvents(stores.db.url)
+        product = build_product(settings, stores, self.events)
+        servicer = TimeMachineServicer(product)
         self.workers = [
             ExportWorker(stores.db, stores.vault, product.exporter, lease_seconds=settings.export_lease_seconds)
             for _ in range(settings.export_workers)
@@ -112,6 +115,7 @@ class App:
             raise RuntimeError(f"cannot listen on {address or settings.grpc_address}")
 
     def start(self) -> None:
+        self.events.start()
         self.server.start()
         for worker in self.workers:
             worker.start()
@@ -124,3 +128,4 @@ class App:
         self.server.stop(grace).wait()
         for worker in self.workers:  # a bundle cut short is picked up again by any replica
             worker.stop()
+        self.events.stop()

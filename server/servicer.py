@@ -1,8 +1,4 @@
-"""TimeMachineService: proto in, product call, proto out. Nothing else.
-
-RPCs not overridden here fall through to the generated base class and answer
-UNIMPLEMENTED until their issue lands.
-"""
+"""TimeMachineService: proto in, product call, proto out. Nothing else."""
 
 from __future__ import annotations
 
@@ -16,7 +12,9 @@ from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
+from service.compare import Comparer
 from service.errors import FieldViolation, InvalidArgument
+from service.events import Watcher
 from service.export.bundles import Bundles
 from service.export.exporter import FORMATS, Exporter, ExportRequest
 from service.files import Files, UploadHeader
@@ -41,6 +39,8 @@ class Product:
     searcher: Searcher
     exporter: Exporter
     bundles: Bundles
+    comparer: Comparer
+    watcher: Watcher
 
 
 def _export_request(request: Any) -> ExportRequest:
@@ -255,6 +255,34 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             request.page_token,
         )
         return api.ListSnapshotsByDateResponse(snapshots=[convert.snapshot(s) for s in rows], next_page_token=token)
+
+    def CompareSnapshots(self, request: api.CompareSnapshotsRequest, context: Any) -> api.CompareSnapshotsResponse:
+        c = self.p.comparer.compare(
+            identity.current(), request.chat_id, request.from_snapshot_id, request.to_snapshot_id
+        )
+        return api.CompareSnapshotsResponse(
+            added_messages=[convert.message(m) for m in c.added_messages],
+            removed_messages=[convert.message(m) for m in c.removed_messages],
+            edited_messages=[
+                pb.MessageChange(before=convert.message(a), after=convert.message(b)) for a, b in c.edited_messages
+            ],
+            added_files=[convert.media_file(f, with_text=False) for f in c.added_files],
+            removed_files=[convert.media_file(f, with_text=False) for f in c.removed_files],
+            changed_files=[
+                pb.FileChange(
+                    before=convert.media_file(a, with_text=False), after=convert.media_file(b, with_text=False)
+                )
+                for a, b in c.changed_files
+            ],
+            title_changed=c.from_title != c.to_title,
+            from_title=c.from_title,
+            to_title=c.to_title,
+        )
+
+    def WatchChat(self, request: api.WatchChatRequest, context: Any) -> Iterator[api.WatchChatResponse]:
+        snapshots = self.p.watcher.watch(identity.current(), request.chat_id, request.after_version, context.is_active)
+        for snapshot in snapshots:
+            yield api.WatchChatResponse(snapshot=convert.snapshot(snapshot))
 
     def ListRestores(self, request: api.ListRestoresRequest, context: Any) -> api.ListRestoresResponse:
         rows, token = self.p.reader.list_restores(

@@ -69,6 +69,7 @@ class Database:
     """A pool of connections that act as the service's row-level-security role."""
 
     def __init__(self, url: str, min_size: int = 2, max_size: int = 16) -> None:
+        self.url = url
         self.pool = ConnectionPool(
             url,
             min_size=min_size,

@@ -11,9 +11,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
-from generated.timemachine.v1 import service_pb2 as api
 from service import migrations
-from tests.conftest import Caller, Stack, rpc_error
+from tests.conftest import Stack, rpc_error
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,13 +44,6 @@ def test_reflection_lists_services_and_describes_messages(stack: Stack, version:
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"timemachine.v1.TimeMachineService", "grpc.health.v1.Health"} <= names
     assert replies[1].file_descriptor_response.file_descriptor_proto
-
-
-def test_rpcs_no_issue_has_built_yet_answer_unimplemented(caller: Caller) -> None:
-    error = rpc_error(caller.stub.CompareSnapshots, api.CompareSnapshotsRequest(), metadata=caller.md)
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    stream = caller.stub.WatchChat(api.WatchChatRequest(), metadata=caller.md)
-    assert rpc_error(list, stream).code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_unknown_method_is_unimplemented(stack: Stack) -> None:

@@ -39,12 +39,17 @@ VALUES (
 RETURNING *
 
 -- name: advance_chat
-UPDATE tm_chats
-SET title = %(title)s, head_version = %(version)s, head_snapshot_id = %(snapshot_id)s,
-    head_time = %(created_at)s, message_count = %(message_count)s,
-    file_count = %(file_count)s, total_tokens = %(total_tokens)s,
-    state_sum = %(state_sum)s, next_position = %(next_position)s
-WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+-- The new head, and a notification that watchers receive when this commits.
+WITH head AS (
+    UPDATE tm_chats
+    SET title = %(title)s, head_version = %(version)s, head_snapshot_id = %(snapshot_id)s,
+        head_time = %(created_at)s, message_count = %(message_count)s,
+        file_count = %(file_count)s, total_tokens = %(total_tokens)s,
+        state_sum = %(state_sum)s, next_position = %(next_position)s
+    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+    RETURNING tenant_id, chat_id
+)
+SELECT pg_notify('tm_chat_events', tenant_id::text || '/' || chat_id::text) FROM head
 
 -- name: get_message_head
 SELECT message_id, position, current_version_id, version, is_deleted, tokens,

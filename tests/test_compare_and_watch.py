@@ -1,0 +1,93 @@
+"""CompareSnapshots and WatchChat."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+
+from generated.timemachine.v1 import service_pb2 as api
+from tests.conftest import Caller, rpc_error
+
+
+def test_compare_reports_messages_files_and_title(caller: Caller, chat_id: str) -> None:
+    keep = caller.save(chat_id, "stays")
+    edit = caller.save(chat_id, "before edit")
+    gone = caller.save(chat_id, "will be deleted")
+    caller.upload(chat_id, "a.txt", b"one", mime_type="text/plain")
+    caller.upload(chat_id, "old.txt", b"old", mime_type="text/plain")
+    start = caller.chat(chat_id).snapshot
+    caller.edit(chat_id, edit.message.message_id, "after edit")
+    caller.delete(chat_id, gone.message.message_id)
+    added = caller.save(chat_id, "new one")
+    caller.upload(chat_id, "a.txt", b"two", mime_type="text/plain")
+    old = next(f for f in caller.chat(chat_id).files if f.original_name == "old.txt")
+    caller.stub.DeleteFile(api.DeleteFileRequest(chat_id=chat_id, file_id=old.id), metadata=caller.md)
+    caller.upload(chat_id, "b.txt", b"new", mime_type="text/plain")
+    caller.rename(chat_id, "Renamed")
+    end = caller.chat(chat_id).snapshot
+    diff = caller.stub.CompareSnapshots(
+        api.CompareSnapshotsRequest(chat_id=chat_id, from_snapshot_id=start.id, to_snapshot_id=end.id),
+        metadata=caller.md,
+    )
+    assert [m.message_id for m in diff.added_messages] == [added.message.message_id]
+    assert [m.message_id for m in diff.removed_messages] == [gone.message.message_id]
+    assert [(c.before.content, c.after.content) for c in diff.edited_messages] == [("before edit", "after edit")]
+    assert keep.message.message_id not in {c.after.message_id for c in diff.edited_messages}
+    assert [f.original_name for f in diff.added_files] == ["b.txt"]
+    assert [f.original_name for f in diff.removed_files] == ["old.txt"]
+    assert [(c.before.version, c.after.version) for c in diff.changed_files] == [(1, 2)]
+    assert diff.title_changed and (diff.from_title, diff.to_title) == ("", "Renamed")
+    same = caller.stub.CompareSnapshots(
+        api.CompareSnapshotsRequest(chat_id=chat_id, from_snapshot_id=end.id, to_snapshot_id=end.id),
+        metadata=caller.md,
+    )
+    assert not (same.added_messages or same.removed_messages or same.edited_messages or same.title_changed)
+
+
+def test_compare_needs_snapshots_of_the_chat(caller: Caller, other: Caller, chat_id: str) -> None:
+    snap = caller.save(chat_id, "x").snapshot.id
+    bad = api.CompareSnapshotsRequest(chat_id=chat_id, from_snapshot_id="nope", to_snapshot_id=snap)
+    assert rpc_error(caller.stub.CompareSnapshots, bad, metadata=caller.md).code() == grpc.StatusCode.INVALID_ARGUMENT
+    theirs = api.CompareSnapshotsRequest(chat_id=chat_id, from_snapshot_id=snap, to_snapshot_id=snap)
+    assert rpc_error(other.stub.CompareSnapshots, theirs, metadata=other.md).code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_watch_replays_then_streams_new_snapshots(caller: Caller, chat_id: str) -> None:
+    caller.save(chat_id, "one")
+    caller.save(chat_id, "two")
+    stream = caller.stub.WatchChat(api.WatchChatRequest(chat_id=chat_id, after_version=1), metadata=caller.md)
+    received: list[tuple[int, float]] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        try:
+            for reply in stream:
+                received.append((reply.snapshot.version, time.monotonic()))
+                if len(received) == 3:
+                    break
+        except grpc.RpcError:
+            pass
+        done.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [v for v, _ in received] == [2]  # history after after_version first
+    sent = time.monotonic()
+    caller.save(chat_id, "three")
+    caller.rename(chat_id, "live")
+    assert done.wait(10)
+    stream.cancel()
+    assert [v for v, _ in received] == [2, 3, 4]
+    assert received[1][1] - sent < 1.5  # pushed on commit, not found by the 2 s fallback poll
+
+
+def test_watch_another_tenants_chat_is_not_found(caller: Caller, other: Caller, chat_id: str) -> None:
+    caller.save(chat_id, "private")
+    stream = other.stub.WatchChat(api.WatchChatRequest(chat_id=chat_id), metadata=other.md)
+    assert rpc_error(next, stream).code() == grpc.StatusCode.NOT_FOUND
+    negative = caller.stub.WatchChat(api.WatchChatRequest(chat_id=chat_id, after_version=-1), metadata=caller.md)
+    assert rpc_error(next, negative).code() == grpc.StatusCode.INVALID_ARGUMENT
