@@ -15,7 +15,18 @@ from generated.timemachine.v1 import service_pb2 as api
 from service.database import APP_ROLE
 from tests.conftest import Caller, Stack, rpc_error
 
-TABLES = ["tm_chats", "tm_snapshots", "tm_message_versions", "tm_messages", "tm_restores"]
+TABLES = [
+    "tm_chats",
+    "tm_snapshots",
+    "tm_message_versions",
+    "tm_messages",
+    "tm_restores",
+    "tm_objects",
+    "tm_files",
+    "tm_file_heads",
+    "tm_file_deletions",
+    "tm_export_bundles",
+]
 
 
 def test_another_tenants_ids_are_not_found(caller: Caller, other: Caller, chat_id: str) -> None:
@@ -61,13 +72,18 @@ def _as_service_role(stack: Stack) -> psycopg.Connection[Any]:
     return conn
 
 
-@pytest.mark.parametrize("table", TABLES)
-def test_service_role_without_tenant_setting_sees_no_rows(
-    stack: Stack, caller: Caller, chat_id: str, table: str
-) -> None:
+@pytest.fixture
+def every_kind_of_row(caller: Caller, chat_id: str) -> None:
     caller.save(chat_id, "row")
-    restore = caller.restore(chat_id, caller.chat(chat_id).snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT)
-    assert restore.success
+    up = caller.upload(chat_id, "f.txt", b"file", mime_type="text/plain")
+    caller.stub.DeleteFile(api.DeleteFileRequest(chat_id=chat_id, file_id=up.file.id), metadata=caller.md)
+    caller.stub.CreateExport(api.CreateExportRequest(chat_id=chat_id, format=pb.EXPORT_FORMAT_JSON), metadata=caller.md)
+    assert caller.restore(chat_id, caller.chat(chat_id).snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT).success
+
+
+@pytest.mark.usefixtures("every_kind_of_row")
+@pytest.mark.parametrize("table", TABLES)
+def test_service_role_without_tenant_setting_sees_no_rows(stack: Stack, caller: Caller, table: str) -> None:
     with _as_service_role(stack) as conn:
         assert conn.execute("select current_user").fetchone() == (APP_ROLE,)
         count = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(table))).fetchone()
@@ -78,6 +94,24 @@ def test_service_role_without_tenant_setting_sees_no_rows(
             assert mine is not None and mine[0] >= 1
             tenants = conn.execute(sql.SQL("select count(distinct tenant_id) from {}").format(sql.Identifier(table)))
             assert tenants.fetchone() == (1,)
+
+
+@pytest.mark.usefixtures("every_kind_of_row")
+def test_search_documents_are_readable_only_through_the_search_function(stack: Stack, caller: Caller) -> None:
+    with _as_service_role(stack) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+        conn.execute("select count(*) from tm_search_documents")
+    with _as_service_role(stack) as conn:  # no tenant: the function finds nothing either
+        hits = conn.execute(
+            "select count(*) from tm_search('message', NULL, to_tsquery('simple', 'row'), true, 100, 0)"
+        )
+        assert hits.fetchone() == (0,)
+        with conn.transaction():
+            conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+            mine = conn.execute(
+                "select count(*) from tm_search('message', NULL, to_tsquery('simple', 'row'), true, 100, 0)"
+            )
+            assert mine.fetchone() == (1,)
 
 
 def test_service_role_cannot_write_another_tenant_or_delete_history(stack: Stack, caller: Caller, chat_id: str) -> None:
