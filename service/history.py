@@ -41,7 +41,8 @@ class History:
     ) -> tuple[MessageVersion, Snapshot]:
         check = Checker()
         chat = self._check_write(check, chat_id, options)
-        message = check.uuid("message_id", message_id, required=False) or uuid4()
+        chosen = check.uuid("message_id", message_id, required=False)
+        message = chosen or uuid4()
         check.enum("role", role)
         check.text("content", content, max_bytes=self.max_message_bytes)
         check.text("model_id", model_id)
@@ -55,7 +56,8 @@ class History:
                 write = open_write(tx, identity, chat, options, triggers)
             except Replay as replay:
                 return self._replayed_message(write_tx=tx, identity=identity, snapshot=replay.snapshot)
-            if write.message_head(message) is not None:
+            # A fresh uuid4 cannot collide; only a caller's id needs the look-up.
+            if chosen is not None and write.message_head(message) is not None:
                 raise AlreadyExists(f"message {message} already exists in this chat; use EditMessage")
             staged = write.put_message(
                 message,

@@ -298,22 +298,9 @@ class Write:
                 "edited_by": self.identity.user_id,
                 "created_at": snapshot.created_at,
                 "original_created_at": staged.original_created_at,
+                "element_hash": staged.element_hash,
             },
             MessageVersion,
-        )
-        self.tx.execute(
-            "upsert_message_head",
-            {
-                **self.params,
-                "message_id": staged.message_id,
-                "position": staged.position,
-                "id": row.id,
-                "version": staged.version,
-                "is_deleted": staged.is_deleted,
-                "tokens": staged.tokens,
-                "element_hash": staged.element_hash,
-                "original_created_at": row.original_created_at,
-            },
         )
         return row
 
@@ -334,9 +321,10 @@ def open_write(
     """
     params = {"tenant_id": identity.tenant_id, "chat_id": chat_id}
     request_id, expected_version = options.request_id or None, options.expected_version
-    if register:
-        tx.execute("register_chat", {**params, "zero": checksum.ZERO})
     head: ChatHead | None = tx.one("lock_chat", params, ChatHead)
+    if head is None and register:  # first write to this chat id: register it, then lock
+        tx.execute("register_chat", {**params, "zero": checksum.ZERO})
+        head = tx.one("lock_chat", params, ChatHead)
     if head is None:
         raise NotFound(f"chat {chat_id} does not exist")
     if request_id is not None:

@@ -58,7 +58,8 @@ FROM tm_messages
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
 
 -- name: insert_message_version
--- The version and its search document, in one statement.
+-- The version, its search document and the message's head, in one statement.
+-- (The head's foreign key to the version is checked at the statement's end.)
 WITH version AS (
     INSERT INTO tm_message_versions (
         id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
@@ -74,20 +75,19 @@ WITH version AS (
     INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
     SELECT tenant_id, chat_id, 'message', id, tm_message_document(content)
     FROM version WHERE NOT is_deleted
+), head AS (
+    INSERT INTO tm_messages (
+        tenant_id, chat_id, message_id, position, current_version_id, version,
+        is_deleted, tokens, element_hash, original_created_at)
+    SELECT tenant_id, chat_id, message_id, position, id, version, is_deleted, tokens,
+           %(element_hash)s, original_created_at
+    FROM version
+    ON CONFLICT (tenant_id, chat_id, message_id) DO UPDATE
+    SET current_version_id = excluded.current_version_id, version = excluded.version,
+        is_deleted = excluded.is_deleted, tokens = excluded.tokens,
+        element_hash = excluded.element_hash
 )
 SELECT *, true AS is_active, NULL::timestamptz AS superseded_at FROM version
-
--- name: upsert_message_head
-INSERT INTO tm_messages (
-    tenant_id, chat_id, message_id, position, current_version_id, version,
-    is_deleted, tokens, element_hash, original_created_at)
-VALUES (
-    %(tenant_id)s, %(chat_id)s, %(message_id)s, %(position)s, %(id)s,
-    %(version)s, %(is_deleted)s, %(tokens)s, %(element_hash)s, %(original_created_at)s)
-ON CONFLICT (tenant_id, chat_id, message_id) DO UPDATE
-SET current_version_id = excluded.current_version_id, version = excluded.version,
-    is_deleted = excluded.is_deleted, tokens = excluded.tokens,
-    element_hash = excluded.element_hash
 
 -- name: message_version_by_id
 SELECT * FROM tm_message_versions_view
