@@ -51,7 +51,7 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents) -> Pro
         exporter=exporter,
         bundles=Bundles(stores.db, stores.vault, exporter),
         comparer=Comparer(stores.db),
-        watcher=Watcher(stores.db, events),
+        watcher=Watcher(stores.db, events, max_watches=max(1, settings.grpc_workers // 2)),
     )
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from uuid import UUID
 
 import psycopg
 
 from service.database import Database
-from service.errors import FieldViolation, InvalidArgument
+from service.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from service.models import Identity, Snapshot
 from service.timeline import require_chat
 from service.validation import Checker
@@ -72,13 +72,17 @@ def channel_key(tenant_id: UUID, chat_id: UUID) -> str:
 
 
 class Watcher:
-    def __init__(self, db: Database, events: ChatEvents) -> None:
+    def __init__(self, db: Database, events: ChatEvents, max_watches: int) -> None:
         self.db = db
         self.events = events
+        # Each open watch holds a server worker thread; capping them keeps
+        # threads free for every other call.
+        self._slots = threading.BoundedSemaphore(max_watches)
+        self.max_watches = max_watches
 
     def watch(
         self, identity: Identity, chat_id: str, after_version: int, active: Callable[[], bool]
-    ) -> Iterator[Snapshot]:
+    ) -> Generator[Snapshot, None, None]:
         """Every snapshot after `after_version`, then each new one as it commits, while `active()`."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
@@ -89,6 +93,16 @@ class Watcher:
         key = channel_key(identity.tenant_id, chat)
         with self.db.transaction(identity.tenant_id) as tx:
             require_chat(tx, identity, chat)
+        if not self._slots.acquire(blocking=False):
+            raise ResourceExhausted(f"this server already serves {self.max_watches} watches; retry later")
+        try:
+            yield from self._follow(identity, chat, key, after_version, active)
+        finally:
+            self._slots.release()
+
+    def _follow(
+        self, identity: Identity, chat: UUID, key: str, after_version: int, active: Callable[[], bool]
+    ) -> Iterator[Snapshot]:
         last = after_version
         while active():
             seen = self.events.seq(key)  # read before querying, so no commit slips between

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import grpc
+import pytest
 
 from generated.timemachine.v1 import service_pb2 as api
-from tests.conftest import Caller, rpc_error
+from service.errors import ResourceExhausted
+from service.events import Watcher
+from service.models import Identity
+from tests.conftest import Caller, Stack, rpc_error
 
 
 def test_compare_reports_messages_files_and_title(caller: Caller, chat_id: str) -> None:
@@ -91,3 +96,18 @@ def test_watch_another_tenants_chat_is_not_found(caller: Caller, other: Caller, 
     assert rpc_error(next, stream).code() == grpc.StatusCode.NOT_FOUND
     negative = caller.stub.WatchChat(api.WatchChatRequest(chat_id=chat_id, after_version=-1), metadata=caller.md)
     assert rpc_error(next, negative).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_open_watches_are_capped(stack: Stack, caller: Caller, chat_id: str) -> None:
+    caller.save(chat_id, "one")
+    watcher = Watcher(stack.stores.db, stack.app.events, max_watches=1)
+    who = Identity(uuid.UUID(caller.tenant_id), None)
+    first = watcher.watch(who, chat_id, 0, lambda: True)
+    assert next(first).version == 1
+    second = watcher.watch(who, chat_id, 0, lambda: True)
+    with pytest.raises(ResourceExhausted):
+        next(second)
+    first.close()  # a finished watch frees its slot
+    third = watcher.watch(who, chat_id, 0, lambda: True)
+    assert next(third).version == 1
+    third.close()
