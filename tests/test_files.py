@@ -23,6 +23,7 @@ from service.database import APP_ROLE
 from service.errors import ResourceExhausted
 from service.files import Files, UploadHeader
 from service.models import FileSource, Identity
+from service.vault import Vault
 from service.writes import WriteOptions
 from tests.conftest import Caller, Stack, rpc_error, upload_stream
 
@@ -334,3 +335,13 @@ def test_verify_finds_a_missing_vault_object(stack: Stack, caller: Caller, chat_
     report = caller.verify(chat_id)
     assert not report.ok and report.files_checked == 1
     assert any(p.file_id == up.file.id for p in report.problems)
+
+
+def test_vault_turns_versioning_on_at_start(stack: Stack) -> None:
+    client = stack.stores.vault.client
+    bucket = f"tm-check-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    Vault(client, bucket).open(wait_seconds=10)
+    assert client.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled"
+    Vault(client, f"tm-new-{uuid.uuid4().hex[:12]}").open(wait_seconds=10)  # a missing bucket is created, versioned
