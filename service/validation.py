@@ -23,7 +23,8 @@ MAX_IDS = 10_000
 
 @cache
 def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    # "localtime" names the server's own zone, not an IANA zone; PostgreSQL rejects it.
+    return frozenset(available_timezones()) - {"localtime"}
 
 
 def parse_uuid(value: str) -> UUID | None:

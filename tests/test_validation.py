@@ -94,6 +94,12 @@ CASES: list[tuple[str, str, Any, str]] = [
         "message_range",
     ),
     ("timeline bad zone", "GetTimeline", api.GetTimelineRequest(chat_id=CHAT, time_zone="Mars/Olympus"), "time_zone"),
+    (
+        "timeline server-local zone",
+        "GetTimeline",
+        api.GetTimelineRequest(chat_id=CHAT, time_zone="localtime"),
+        "time_zone",
+    ),
     ("timeline negative page", "GetTimeline", api.GetTimelineRequest(chat_id=CHAT, page_size=-1), "page_size"),
     (
         "timeline garbage token",
