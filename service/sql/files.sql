@@ -60,9 +60,6 @@ FROM tm_snapshots s WHERE s.id = %(snapshot_id)s
 -- name: file_by_id
 SELECT * FROM tm_files_view WHERE tenant_id = %(tenant_id)s AND id = %(file_id)s
 
--- name: file_of_snapshot
-SELECT * FROM tm_files_view WHERE tenant_id = %(tenant_id)s AND snapshot_id = %(snapshot_id)s
-
 -- name: current_files
 SELECT v.* FROM tm_file_heads h
 JOIN tm_files_view v ON v.id = h.current_file_id
