@@ -176,13 +176,17 @@ class ExportWorker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            pause = self.poll_seconds
             try:
-                worked = self.run_once()
-            except Exception:  # a broken store must not kill the worker; it retries
+                if self.run_once():
+                    continue
+            except ServiceError as exc:  # a store is down: say so, back off, retry
+                log.warning("export worker waiting: %s", exc.message)
+                pause = 5.0
+            except Exception:  # a bug must not kill the worker either
                 log.exception("export worker iteration failed")
-                worked = False
-            if not worked:
-                self._stop.wait(self.poll_seconds)
+                pause = 5.0
+            self._stop.wait(pause)
 
     def claim(self) -> tuple[UUID, UUID] | None:
         with self.db.transaction(None) as tx:
