@@ -144,27 +144,26 @@ LEFT JOIN tm_message_versions next
   ON next.tenant_id = mv.tenant_id AND next.chat_id = mv.chat_id
  AND next.message_id = mv.message_id AND next.version = mv.version + 1;
 
--- Row-level security: every table, forced so that even the owner is bound.
-ALTER TABLE tm_chats ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_chats FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_chats
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
-ALTER TABLE tm_snapshots ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_snapshots FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_snapshots
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
-ALTER TABLE tm_message_versions ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_message_versions FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_message_versions
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
-ALTER TABLE tm_messages ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_messages FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_messages
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
-ALTER TABLE tm_restores ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_restores FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_restores
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
+-- Row-level security: one policy per table, the tenant of the transaction.
+-- Forced on tables the service role reads directly, so even the owner is bound.
+CREATE FUNCTION tm_isolate(target regclass, force boolean DEFAULT true) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', target);
+    IF force THEN
+        EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', target);
+    END IF;
+    EXECUTE format('CREATE POLICY tenant_isolation ON %s USING (tenant_id = tm_tenant()) '
+                   'WITH CHECK (tenant_id = tm_tenant())', target);
+END
+$$;
+REVOKE ALL ON FUNCTION tm_isolate(regclass, boolean) FROM PUBLIC;
+
+SELECT tm_isolate('tm_chats');
+SELECT tm_isolate('tm_snapshots');
+SELECT tm_isolate('tm_message_versions');
+SELECT tm_isolate('tm_messages');
+SELECT tm_isolate('tm_restores');
 
 -- The service role reads and appends history, moves the heads, and deletes nothing.
 GRANT SELECT, INSERT ON tm_snapshots, tm_message_versions, tm_restores TO tm_app;

@@ -74,22 +74,10 @@ CREATE TABLE tm_file_heads (
     FOREIGN KEY (tenant_id, chat_id) REFERENCES tm_chats (tenant_id, chat_id)
 );
 
-ALTER TABLE tm_objects ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_objects FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_objects
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
-ALTER TABLE tm_files ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_files FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_files
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
-ALTER TABLE tm_file_deletions ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_file_deletions FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_file_deletions
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
-ALTER TABLE tm_file_heads ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tm_file_heads FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_file_heads
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
+SELECT tm_isolate('tm_objects');
+SELECT tm_isolate('tm_files');
+SELECT tm_isolate('tm_file_deletions');
+SELECT tm_isolate('tm_file_heads');
 
 GRANT SELECT, INSERT ON tm_objects, tm_files, tm_file_deletions TO tm_app;
 GRANT SELECT, INSERT, UPDATE ON tm_file_heads TO tm_app;

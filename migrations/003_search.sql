@@ -42,9 +42,7 @@ AS $$
 $$;
 GRANT EXECUTE ON FUNCTION tm_message_document(text), tm_file_document(text, text, text) TO tm_app;
 
-ALTER TABLE tm_search_documents ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_search_documents
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
+SELECT tm_isolate('tm_search_documents', force => false);
 -- The write path adds documents in its own transaction; it never reads them.
 GRANT INSERT ON tm_search_documents TO tm_app;
 

@@ -38,9 +38,7 @@ CREATE TABLE tm_export_bundles (
 CREATE INDEX tm_export_bundles_queue ON tm_export_bundles (created_at)
     WHERE status IN ('pending', 'processing');
 
-ALTER TABLE tm_export_bundles ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tm_export_bundles
-    USING (tenant_id = tm_tenant()) WITH CHECK (tenant_id = tm_tenant());
+SELECT tm_isolate('tm_export_bundles', force => false);
 GRANT SELECT, INSERT, UPDATE ON tm_export_bundles TO tm_app;
 
 -- Claim the oldest bundle that is waiting, or whose worker's lease ran out.

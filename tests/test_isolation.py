@@ -151,3 +151,16 @@ def test_tenant_value_is_a_bound_parameter(stack: Stack) -> None:
         conn.execute("select count(*) from tm_chats")
     with _as_service_role(stack) as conn:
         assert conn.execute("select to_regclass('tm_chats')").fetchone() == ("tm_chats",)
+
+
+def test_row_level_security_is_on_everywhere_and_forced_where_the_service_reads(stack: Stack) -> None:
+    with psycopg.connect(stack.runtime.database_url) as conn:
+        rows = conn.execute(
+            "select relname, relrowsecurity, relforcerowsecurity from pg_class"
+            " where relkind = 'r' and relname like 'tm\\_%' and relname <> 'tm_schema_migrations'"
+        ).fetchall()
+    flags = {name: (enabled, forced) for name, enabled, forced in rows}
+    assert set(flags) == {*TABLES, "tm_search_documents"}
+    assert all(enabled for enabled, _ in flags.values())
+    # The two tables read across tenants by owner-run functions (search, export claims) are not forced.
+    assert {name for name, (_, forced) in flags.items() if not forced} == {"tm_search_documents", "tm_export_bundles"}
