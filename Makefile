@@ -13,7 +13,7 @@ export TM_GRPC_ADDRESS ?= 127.0.0.1:50051
 export TM_DATA_DIR ?= .data
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "==> creating virtualenv in $(VENV) and installing pinned dependencies"
