@@ -179,15 +179,18 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         row, snapshot = self.p.files.upload(identity.current(), header, chunks())
         return api.UploadFileResponse(file=convert.media_file(row), snapshot=convert.snapshot(snapshot))
 
-    def DownloadFile(self, request: api.DownloadFileRequest, context: Any) -> Iterator[api.DownloadFileResponse]:
+    # The three chunk streams yield bare bytes for chunk messages (encoded by
+    # server/app.py, chunked_streams), which the generated stubs' types do not know.
+    def DownloadFile(  # type: ignore[override]
+        self, request: api.DownloadFileRequest, context: Any
+    ) -> Iterator[api.DownloadFileResponse | bytes]:
         row = self.p.files.get(identity.current(), request.file_id)
         chunks = self.p.files.read(row)  # opened before the first message: a missing object fails cleanly
         first = next(chunks, b"")
         yield api.DownloadFileResponse(file=convert.media_file(row, with_text=False))
         if first:
-            yield api.DownloadFileResponse(chunk=first)
-        for chunk in chunks:
-            yield api.DownloadFileResponse(chunk=chunk)
+            yield first  # a bare chunk: see server/app.py, chunked_streams
+        yield from chunks
 
     def GetFileDownloadUrl(
         self, request: api.GetFileDownloadUrlRequest, context: Any
@@ -317,12 +320,13 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             next_page_token=result.next_page_token,
         )
 
-    def ExportChat(self, request: api.ExportChatRequest, context: Any) -> Iterator[api.ExportChatResponse]:
+    def ExportChat(  # type: ignore[override]
+        self, request: api.ExportChatRequest, context: Any
+    ) -> Iterator[api.ExportChatResponse | bytes]:
         exporter = self.p.exporter
         stream = exporter.render(exporter.plan(identity.current(), _export_request(request)))
         yield api.ExportChatResponse(file_name=stream.file_name, mime_type=stream.mime_type)
-        for chunk in stream:
-            yield api.ExportChatResponse(chunk=chunk)
+        yield from stream  # bare chunks: see server/app.py, chunked_streams
         yield api.ExportChatResponse(size_bytes=stream.size_bytes, sha256=stream.sha256)
 
     def CreateExport(self, request: api.CreateExportRequest, context: Any) -> api.CreateExportResponse:
@@ -332,14 +336,16 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     def GetExport(self, request: api.GetExportRequest, context: Any) -> api.GetExportResponse:
         return api.GetExportResponse(bundle=convert.bundle(self.p.bundles.get(identity.current(), request.bundle_id)))
 
-    def DownloadExport(self, request: api.DownloadExportRequest, context: Any) -> Iterator[api.DownloadExportResponse]:
+    def DownloadExport(  # type: ignore[override]
+        self, request: api.DownloadExportRequest, context: Any
+    ) -> Iterator[api.DownloadExportResponse | bytes]:
         found, chunks = self.p.bundles.download(identity.current(), request.bundle_id)
         yield api.DownloadExportResponse(file_name=found.file_name, mime_type=_mime(found.format))
         digest, size = hashlib.sha256(), 0
         for chunk in chunks:
             digest.update(chunk)
             size += len(chunk)
-            yield api.DownloadExportResponse(chunk=chunk)
+            yield chunk  # a bare chunk: see server/app.py, chunked_streams
         yield api.DownloadExportResponse(size_bytes=size, sha256=digest.hexdigest())
 
     def VerifyChat(self, request: api.VerifyChatRequest, context: Any) -> api.VerifyChatResponse:
