@@ -51,6 +51,6 @@ lint: $(STAMP) $(BUF) ## ruff, mypy and buf lint
 	@cd proto && ../$(BUF) lint
 
 clean: ## Remove the virtualenv (data in TM_DATA_DIR is kept)
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) node_modules tests/node/node_modules
 
 .PHONY: help venv proto proto-check run migrate test bench lint clean

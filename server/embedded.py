@@ -58,14 +58,15 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@/postgres?host={self.socket_dir}"
 
     def _run(self, tool: str, *args: str, timeout: float = 120) -> None:
-        result = subprocess.run(
-            [str(self.bin / tool), *args],
-            user=self.user,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        command = [str(self.bin / tool), *args]
+        user = self.user
+        runuser = shutil.which("runuser")
+        if user is not None and runuser is not None:
+            # Switching user through runuser, not subprocess's user=, keeps the
+            # child a vfork/exec: a plain fork of a process with gRPC threads
+            # runs gRPC's fork handlers and can crash the child before exec.
+            command, user = [runuser, "-u", user, "--", *command], None
+        result = subprocess.run(command, user=user, capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{tool} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
 
