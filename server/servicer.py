@@ -136,7 +136,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         )
 
     def GetChat(self, request: api.GetChatRequest, context: Any) -> api.GetChatResponse:
-        view = self.p.reader.get_chat(identity.current(), request.chat_id)
+        view = self.p.reader.get_chat(identity.current(), request.chat_id, request.page_size, request.page_token)
         return api.GetChatResponse(
             chat_id=str(view.chat_id),
             title=view.title,
@@ -144,6 +144,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             messages=[convert.message(m) for m in view.messages],
             files=[convert.media_file(f) for f in view.files],
             snapshot=convert.snapshot(view.snapshot) if view.snapshot else None,
+            next_page_token=view.next_page_token,
         )
 
     def ListMessageVersions(

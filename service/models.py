@@ -189,6 +189,7 @@ class ChatView:
     snapshot: Snapshot | None
     messages: list[MessageVersion]
     files: list[MediaFile] = field(default_factory=list)
+    next_page_token: str = ""
 
 
 @dataclass

@@ -62,23 +62,37 @@ class Reader:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def get_chat(self, identity: Identity, chat_id: str) -> ChatView:
+    def get_chat(self, identity: Identity, chat_id: str, page_size: int = 0, page_token: str = "") -> ChatView:
+        """The chat now; every message unless a page size asks for pages (by chat order)."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
+        size = check.page_size("page_size", page_size, default=0, maximum=MAX_PAGE)
         check.done()
         assert chat is not None
+        scope = ("chat", identity.tenant_id, chat)
+        after = paging.decode(page_token, scope, int) or 0
+        params = {"tenant_id": identity.tenant_id, "chat_id": chat}
         with self.db.transaction(identity.tenant_id) as tx:
             head = require_chat(tx, identity, chat)
             snapshot = None
             if head.head_snapshot_id is not None:
                 snapshot = find_snapshot(tx, identity, chat, head.head_snapshot_id, "snapshot_id")
-            messages: list[MessageVersion] = tx.all(
-                "current_messages", {"tenant_id": identity.tenant_id, "chat_id": chat}, MessageVersion
-            )
-            files: list[MediaFile] = tx.all(
-                "current_files", {"tenant_id": identity.tenant_id, "chat_id": chat}, MediaFile
-            )
-            return ChatView(chat_id=chat, title=head.title, snapshot=snapshot, messages=messages, files=files)
+            messages: list[MessageVersion]
+            if size == 0 and not page_token:
+                messages = tx.all("current_messages", params, MessageVersion)
+            else:
+                limit = (size or DEFAULT_PAGE) + 1
+                messages = tx.all(
+                    "current_messages_page", {**params, "after_position": after, "limit": limit}, MessageVersion
+                )
+            files: list[MediaFile] = tx.all("current_files", params, MediaFile)
+        token = ""
+        if (size or page_token) and len(messages) > (size or DEFAULT_PAGE):
+            messages = messages[: size or DEFAULT_PAGE]
+            token = paging.encode(messages[-1].position, scope)
+        return ChatView(
+            chat_id=chat, title=head.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
+        )
 
     def list_message_versions(self, identity: Identity, chat_id: str, message_id: str) -> list[MessageVersion]:
         check = Checker()

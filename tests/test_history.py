@@ -164,3 +164,22 @@ def test_page_token_from_another_chat_is_refused(caller: Caller, chat_id: str) -
         metadata=caller.md,
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_get_chat_pages_messages_in_chat_order_on_request(caller: Caller, chat_id: str) -> None:
+    saved = [caller.save(chat_id, f"m{i}") for i in range(8)]
+    caller.delete(chat_id, saved[3].message.message_id)
+    whole = caller.chat(chat_id)
+    assert contents(whole.messages) == ["m0", "m1", "m2", "m4", "m5", "m6", "m7"] and whole.next_page_token == ""
+    pages, token = [], ""
+    while True:
+        reply = caller.stub.GetChat(
+            api.GetChatRequest(chat_id=chat_id, page_size=3, page_token=token), metadata=caller.md
+        )
+        pages.append(contents(reply.messages))
+        token = reply.next_page_token
+        if not token:
+            break
+    assert pages == [["m0", "m1", "m2"], ["m4", "m5", "m6"], ["m7"]]
+    bad = api.GetChatRequest(chat_id=chat_id, page_size=-1)
+    assert rpc_error(caller.stub.GetChat, bad, metadata=caller.md).code() == grpc.StatusCode.INVALID_ARGUMENT

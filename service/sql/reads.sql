@@ -4,6 +4,14 @@ JOIN tm_message_versions_view v ON v.id = m.current_version_id
 WHERE m.tenant_id = %(tenant_id)s AND m.chat_id = %(chat_id)s AND NOT m.is_deleted
 ORDER BY m.position
 
+-- name: current_messages_page
+SELECT v.* FROM tm_messages m
+JOIN tm_message_versions_view v ON v.id = m.current_version_id
+WHERE m.tenant_id = %(tenant_id)s AND m.chat_id = %(chat_id)s AND NOT m.is_deleted
+  AND m.position > %(after_position)s
+ORDER BY m.position
+LIMIT %(limit)s
+
 -- name: messages_at_version
 -- The chat at version N from rows written at or before N only.
 SELECT v.* FROM (

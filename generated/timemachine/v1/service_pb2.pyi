@@ -481,16 +481,24 @@ class GetChatRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHAT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
+    page_size: _builtins.int
+    """Messages per page, at most 1000; 0 (the default) returns every message."""
+    page_token: _builtins.str
+    """Token from a previous response's next_page_token."""
     def __init__(
         self,
         *,
         chat_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -508,12 +516,15 @@ class GetChatResponse(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat."""
     title: _builtins.str
     """Current title."""
     current_version: _builtins.int
     """Current version (the head snapshot's version)."""
+    next_page_token: _builtins.str
+    """Token for the next page of messages; empty on the last page."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MessageVersion]:
         """Current messages in chat order."""
@@ -535,10 +546,11 @@ class GetChatResponse(_message.Message):
         messages: _abc.Iterable[_resources_pb2.MessageVersion] | None = ...,
         files: _abc.Iterable[_resources_pb2.MediaFile] | None = ...,
         snapshot: _resources_pb2.Snapshot | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "current_version", b"current_version", "files", b"files", "messages", b"messages", "snapshot", b"snapshot", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "current_version", b"current_version", "files", b"files", "messages", b"messages", "next_page_token", b"next_page_token", "snapshot", b"snapshot", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
