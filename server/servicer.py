@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -16,7 +15,7 @@ from service.compare import Comparer
 from service.errors import FieldViolation, InvalidArgument
 from service.events import Watcher
 from service.export.bundles import Bundles
-from service.export.exporter import FORMATS, Exporter, ExportRequest
+from service.export.exporter import Exporter, ExportRequest, ExportStream
 from service.files import Files, UploadHeader
 from service.history import History
 from service.models import ChatView
@@ -59,8 +58,12 @@ def _options(request: Any) -> WriteOptions:
     return WriteOptions(request_id=request.request_id, expected_version=expected)
 
 
-def _mime(export_format: str) -> str:
-    return FORMATS[export_format][1]
+def _framed(stream: ExportStream, message: Any) -> Iterator[Any]:
+    """An export stream as the contract frames it: header, bare chunks
+    (encoded by server/app.py, chunked_streams), trailer."""
+    yield message(file_name=stream.file_name, mime_type=stream.mime_type)
+    yield from stream
+    yield message(size_bytes=stream.size_bytes, sha256=stream.sha256)
 
 
 class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
@@ -326,9 +329,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     ) -> Iterator[api.ExportChatResponse | bytes]:
         exporter = self.p.exporter
         stream = exporter.render(exporter.plan(identity.current(), _export_request(request)))
-        yield api.ExportChatResponse(file_name=stream.file_name, mime_type=stream.mime_type)
-        yield from stream  # bare chunks: see server/app.py, chunked_streams
-        yield api.ExportChatResponse(size_bytes=stream.size_bytes, sha256=stream.sha256)
+        yield from _framed(stream, api.ExportChatResponse)
 
     def CreateExport(self, request: api.CreateExportRequest, context: Any) -> api.CreateExportResponse:
         created = self.p.bundles.create(identity.current(), _export_request(request), request.expires_in_seconds)
@@ -340,14 +341,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     def DownloadExport(  # type: ignore[override]
         self, request: api.DownloadExportRequest, context: Any
     ) -> Iterator[api.DownloadExportResponse | bytes]:
-        found, chunks = self.p.bundles.download(identity.current(), request.bundle_id)
-        yield api.DownloadExportResponse(file_name=found.file_name, mime_type=_mime(found.format))
-        digest, size = hashlib.sha256(), 0
-        for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
-            yield chunk  # a bare chunk: see server/app.py, chunked_streams
-        yield api.DownloadExportResponse(size_bytes=size, sha256=digest.hexdigest())
+        yield from _framed(self.p.bundles.download(identity.current(), request.bundle_id), api.DownloadExportResponse)
 
     def VerifyChat(self, request: api.VerifyChatRequest, context: Any) -> api.VerifyChatResponse:
         report = self.p.verifier.verify(identity.current(), request.chat_id)

@@ -74,7 +74,7 @@ class Files:
     def upload(self, identity: Identity, header: UploadHeader, chunks: Iterator[bytes]) -> tuple[MediaFile, Snapshot]:
         chat, message, request_id = self._check_header(header)
         mime_type = header.mime_type or "application/octet-stream"
-        if request_id is not None:
+        if request_id is not None:  # a retry: answer before receiving the bytes again
             first = self._replayed(identity, chat, request_id)
             if first is not None:
                 return first

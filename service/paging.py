@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from service.errors import FieldViolation, InvalidArgument
 
@@ -22,6 +23,16 @@ def _fingerprint(scope: tuple[object, ...]) -> str:
 def encode(key: Any, scope: tuple[object, ...]) -> str:
     raw = json.dumps({"k": key, "f": _fingerprint(scope)}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+T = TypeVar("T")
+
+
+def trim(rows: list[T], size: int, scope: tuple[object, ...], key: Callable[[T], Any]) -> tuple[list[T], str]:
+    """A page from `size + 1` fetched rows, and the token after it (empty on the last page)."""
+    if len(rows) <= size:
+        return rows, ""
+    return rows[:size], encode(key(rows[size - 1]), scope)
 
 
 def decode(token: str, scope: tuple[object, ...], expect: type, field: str = "page_token") -> Any:

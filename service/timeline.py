@@ -71,6 +71,7 @@ class Reader:
         assert chat is not None
         scope = ("chat", identity.tenant_id, chat)
         after = paging.decode(page_token, scope, int) or 0
+        paged, limit = bool(size or page_token), size or DEFAULT_PAGE
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
         with self.db.transaction(identity.tenant_id) as tx:
             head = require_chat(tx, identity, chat)
@@ -78,18 +79,16 @@ class Reader:
             if head.head_snapshot_id is not None:
                 snapshot = find_snapshot(tx, identity, chat, head.head_snapshot_id, "snapshot_id")
             messages: list[MessageVersion]
-            if size == 0 and not page_token:
-                messages = tx.all("current_messages", params, MessageVersion)
-            else:
-                limit = (size or DEFAULT_PAGE) + 1
+            if paged:
                 messages = tx.all(
-                    "current_messages_page", {**params, "after_position": after, "limit": limit}, MessageVersion
+                    "current_messages_page", {**params, "after_position": after, "limit": limit + 1}, MessageVersion
                 )
+            else:
+                messages = tx.all("current_messages", params, MessageVersion)
             files: list[MediaFile] = tx.all("current_files", params, MediaFile)
         token = ""
-        if (size or page_token) and len(messages) > (size or DEFAULT_PAGE):
-            messages = messages[: size or DEFAULT_PAGE]
-            token = paging.encode(messages[-1].position, scope)
+        if paged:
+            messages, token = paging.trim(messages, limit, scope, lambda m: m.position)
         return ChatView(
             chat_id=chat, title=head.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
         )
@@ -162,8 +161,7 @@ class Reader:
             )
             calendar = tx.all("snapshot_calendar", {**params, "tz": tz})
             media_bytes = int(tx.one("chat_media_bytes", params)["bytes"])
-        more = len(page) > size
-        page = page[:size]
+        page, token = paging.trim(page, size, scope, lambda s: s.version)
         return Timeline(
             chat_id=chat,
             title=head.title,
@@ -171,7 +169,7 @@ class Reader:
             message_count=head.message_count,
             file_count=head.file_count,
             snapshots=page,
-            next_page_token=paging.encode(page[-1].version, scope) if more else "",
+            next_page_token=token,
             total_snapshots=head.head_version,
             total_media_bytes=media_bytes,
             oldest=min((row["oldest"] for row in calendar), default=None),
@@ -205,9 +203,7 @@ class Reader:
                 },
                 Snapshot,
             )
-        more = len(rows) > size
-        rows = rows[:size]
-        return rows, paging.encode(rows[-1].version, scope) if more else ""
+        return paging.trim(rows, size, scope, lambda s: s.version)
 
     def list_restores(
         self, identity: Identity, chat_id: str, page_size: int, page_token: str
@@ -233,7 +229,4 @@ class Reader:
                 },
                 RestoreRecord,
             )
-        more = len(rows) > size
-        rows = rows[:size]
-        token = paging.encode([rows[-1].created_at.isoformat(), str(rows[-1].id)], scope) if more else ""
-        return rows, token
+        return paging.trim(rows, size, scope, lambda r: [r.created_at.isoformat(), str(r.id)])

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -99,21 +100,9 @@ class Caller:
         request = api.RestoreRequest(chat_id=chat_id, target_snapshot_id=target, scope=scope, **kw)  # type: ignore[arg-type]
         return self.stub.Restore(request, metadata=self.md)
 
-    def upload(
-        self,
-        chat_id: str,
-        name: str,
-        data: bytes,
-        *,
-        mime_type: str = "application/octet-stream",
-        source: int = pb.FILE_SOURCE_USER_UPLOAD,
-        chunk_size: int = 256 * 1024,
-        **header: object,
-    ) -> api.UploadFileResponse:
-        return self.stub.UploadFile(
-            upload_stream(chat_id, name, data, mime_type=mime_type, source=source, chunk_size=chunk_size, **header),
-            metadata=self.md,
-        )
+    def upload(self, chat_id: str, name: str, data: bytes, **options: Any) -> api.UploadFileResponse:
+        """UploadFile over upload_stream (same options: mime_type, source, chunk_size, header fields)."""
+        return self.stub.UploadFile(upload_stream(chat_id, name, data, **options), metadata=self.md)
 
     def download(self, file_id: str) -> tuple[pb.MediaFile, bytes]:
         replies = list(self.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=self.md))

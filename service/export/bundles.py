@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,7 +121,8 @@ class Bundles:
             url = self.vault.presign(row["s3_key"], row["s3_version_id"], seconds)
         return _bundle(row, url)
 
-    def download(self, identity: Identity, bundle_id: str) -> tuple[Bundle, Iterator[bytes]]:
+    def download(self, identity: Identity, bundle_id: str) -> ExportStream:
+        """The stored bundle as a stream (size and sha256 counted as it is read); counts the download."""
         row = self._row(identity, bundle_id)
         status = row["effective_status"]
         if status == "expired":
@@ -134,8 +134,7 @@ class Bundles:
             counted = tx.one("count_download", {"tenant_id": identity.tenant_id, "id": row["id"]})
         if counted is None:  # it expired between the two reads
             raise FailedPrecondition(f"export {bundle_id} expired")
-        row["download_count"] = counted["download_count"]
-        return _bundle(row), chunks
+        return ExportStream(row["file_name"], row["mime_type"], chunks)
 
 
 class ExportWorker:

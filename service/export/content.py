@@ -9,6 +9,7 @@ memory used does not grow with the chat.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,16 +75,9 @@ def messages(tx: Transaction, header: ExportHeader) -> Iterator[Message]:
         {"tenant_id": header.snapshot.tenant_id, "chat_id": header.chat_id, "version": header.snapshot.version},
     )
     since = header.from_snapshot.version if header.from_snapshot else 0
-    group: list[dict[str, Any]] = []
-    for row in rows:
-        if group and row["message_id"] != group[0]["message_id"]:
-            message = _message(group, since, header.include_history)
-            if message is not None:
-                yield message
-            group = []
-        group.append(row)
-    if group:
-        message = _message(group, since, header.include_history)
+    # Rows come in chat order, each message's versions together.
+    for _, group in itertools.groupby(rows, key=lambda row: row["message_id"]):
+        message = _message(list(group), since, header.include_history)
         if message is not None:
             yield message
 
