@@ -180,7 +180,9 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
                 if message.chunk:
                     yield message.chunk
 
-        row, snapshot = self.p.files.upload(identity.current(), header, chunks())
+        # A client's cancel can end the request iterator as if the stream were
+        # complete (grpc/grpc#33038); the upload asks again before it commits.
+        row, snapshot = self.p.files.upload(identity.current(), header, chunks(), still_wanted=context.is_active)
         return api.UploadFileResponse(file=convert.media_file(row), snapshot=convert.snapshot(snapshot))
 
     # The three chunk streams yield bare bytes for chunk messages (encoded by

@@ -59,6 +59,10 @@ class Unavailable(ServiceError):
     """A backing store is unreachable; retry later."""
 
 
+class Cancelled(ServiceError):
+    """The caller cancelled the call."""
+
+
 class Unauthenticated(ServiceError):
     """The caller's identity is missing or malformed."""
 

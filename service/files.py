@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from service import preview
 from service.database import Database, Transaction
-from service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
+from service.errors import Cancelled, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from service.models import FileSource, Identity, MediaFile, Snapshot, Trigger
 from service.timeline import require_chat
 from service.validation import Checker
@@ -51,6 +52,7 @@ class UploadHeader:
 class _Received:
     stored: StoredObject
     sha256: str
+    crc32: int
     size: int
     kept: bytes
     complete: bool
@@ -71,7 +73,14 @@ class Files:
 
     # -- upload --------------------------------------------------------------
 
-    def upload(self, identity: Identity, header: UploadHeader, chunks: Iterator[bytes]) -> tuple[MediaFile, Snapshot]:
+    def upload(
+        self,
+        identity: Identity,
+        header: UploadHeader,
+        chunks: Iterator[bytes],
+        still_wanted: Callable[[], bool] = lambda: True,
+    ) -> tuple[MediaFile, Snapshot]:
+        """Store the bytes, then record the version; `still_wanted` is asked just before the commit."""
         chat, message, request_id = self._check_header(header)
         mime_type = header.mime_type or "application/octet-stream"
         if request_id is not None:  # a retry: answer before receiving the bytes again
@@ -112,6 +121,8 @@ class Files:
                     },
                 )
                 trigger = Trigger.FILE_UPLOADED if header.source is FileSource.USER_UPLOAD else Trigger.FILE_GENERATED
+                if not still_wanted():  # a cancelled stream may have looked complete
+                    raise Cancelled("the upload was cancelled; nothing was stored")
                 snapshot, _ = write.commit(
                     trigger, trigger_file_id=file_id, trigger_message_id=message, description=f"{header.name} stored"
                 )
@@ -148,6 +159,7 @@ class Files:
         """Stream the bytes into the vault, hashing and counting on the way."""
         writer = self.vault.writer(object_key(identity.tenant_id, uuid4()), mime_type)
         digest = hashlib.sha256()
+        crc32 = 0  # recorded so that ZIP exports need not read the bytes twice
         size = 0
         keep = preview.wants_bytes(mime_type, header.name)
         kept = bytearray()
@@ -159,6 +171,7 @@ class Files:
                 if header.size_bytes is not None and size > header.size_bytes:
                     raise InvalidArgument([FieldViolation("size_bytes", "the stream is longer than declared")])
                 digest.update(chunk)
+                crc32 = zlib.crc32(chunk, crc32)
                 if keep and len(kept) <= preview.MAX_PREVIEW_SOURCE:
                     kept += chunk[: preview.MAX_PREVIEW_SOURCE + 1 - len(kept)]
                 writer.write(chunk)
@@ -172,7 +185,7 @@ class Files:
             writer.abort()
             raise
         complete = len(kept) == size
-        return _Received(stored, sha256, size, bytes(kept) if complete else bytes(kept[: 1024 * 1024]), complete)
+        return _Received(stored, sha256, crc32, size, bytes(kept) if complete else bytes(kept[: 1024 * 1024]), complete)
 
     def _store_thumbnail(self, identity: Identity, mime_type: str, received: _Received) -> StoredObject | None:
         image = preview.thumbnail(mime_type, received.kept, received.complete)
@@ -190,6 +203,7 @@ class Files:
             {
                 **params,
                 "size_bytes": received.size,
+                "crc32": received.crc32,
                 "s3_bucket": self.vault.bucket,
                 "s3_key": received.stored.key,
                 "s3_version_id": received.stored.version_id,

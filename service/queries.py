@@ -11,10 +11,14 @@ from functools import cache
 from pathlib import Path
 
 SQL_DIR = Path(__file__).parent / "sql"
-_HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
+_HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
 def parse(text: str) -> dict[str, str]:
+    for line in text.splitlines():
+        # A header the pattern misses would silently glue two queries together.
+        if line.startswith("-- name:") and not _HEADER.fullmatch(line):
+            raise ValueError(f"malformed query header {line!r}: names are lowercase letters, digits and _")
     parts = _HEADER.split(text)
     blocks: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):

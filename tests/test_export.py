@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import time
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from pypdf import PdfReader
 
@@ -177,6 +180,29 @@ def test_zip_has_documents_media_and_manifest(caller: Caller, chat_id: str) -> N
     _, without = export(caller, chat_id, pb.EXPORT_FORMAT_ZIP)
     with zipfile.ZipFile(io.BytesIO(without)) as archive:
         assert not any(n.startswith("media/") for n in archive.namelist())
+
+
+def test_recorded_crc32_goes_in_the_header_and_old_objects_still_export(
+    stack: Stack, caller: Caller, chat_id: str
+) -> None:
+    caller.save(chat_id, "two files")
+    recorded, legacy = os.urandom(3 * MiB + 17), os.urandom(MiB // 2)
+    caller.upload(chat_id, "recorded.bin", recorded)
+    caller.upload(chat_id, "legacy.bin", legacy)
+    with psycopg.connect(stack.runtime.database_url) as conn, conn.transaction():
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+        crcs: dict[str, int] = dict(
+            conn.execute("select sha256, crc32 from tm_objects where tenant_id = %s", (caller.tenant_id,))
+        )
+        assert crcs == {hashlib.sha256(b).hexdigest(): zlib.crc32(b) for b in (recorded, legacy)}
+        # As if stored before migration 005 recorded CRCs.
+        conn.execute("update tm_objects set crc32 = null where sha256 = %s", (hashlib.sha256(legacy).hexdigest(),))
+    _, data = export(caller, chat_id, pb.EXPORT_FORMAT_ZIP, include_media=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        assert archive.read("media/recorded.bin") == recorded and archive.read("media/legacy.bin") == legacy
+        assert not archive.getinfo("media/recorded.bin").flag_bits & 0x08  # CRC and size up front
+        assert archive.getinfo("media/legacy.bin").flag_bits & 0x08  # computed on the way, in a descriptor
 
 
 def test_bad_export_requests(caller: Caller, other: Caller, chat_id: str) -> None:

@@ -20,7 +20,7 @@ from PIL import Image
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from service.database import APP_ROLE
-from service.errors import ResourceExhausted
+from service.errors import Cancelled, ResourceExhausted
 from service.files import Files, UploadHeader
 from service.models import FileSource, Identity
 from service.vault import Vault
@@ -222,6 +222,20 @@ def test_upload_over_the_limit_is_resource_exhausted(stack: Stack, caller: Calle
         files.upload(who, header, iter([os.urandom(MiB)] * 11))
     assert incomplete_uploads(stack) == []
     assert rows(stack, caller.tenant_id, "select count(*) from tm_files") == [(0,)]
+
+
+def test_an_upload_cancelled_after_its_last_chunk_stores_nothing(stack: Stack, caller: Caller, chat_id: str) -> None:
+    """gRPC may end a cancelled request stream as if it were complete; the commit asks first."""
+    files = Files(stack.stores.db, stack.stores.vault, max_upload_bytes=10 * MiB)
+    who = Identity(uuid.UUID(caller.tenant_id), uuid.UUID(caller.user_id))
+    header = UploadHeader(chat_id, "", "late.bin", "", FileSource.USER_UPLOAD, None, "", WriteOptions())
+    with pytest.raises(Cancelled):
+        files.upload(who, header, iter([os.urandom(MiB)] * 2), still_wanted=lambda: False)
+    assert rows(stack, caller.tenant_id, "select count(*) from tm_files") == [(0,)]
+    vault = stack.stores.vault
+    listed = vault.client.list_object_versions(Bucket=vault.bucket, Prefix=f"tenants/{caller.tenant_id}/")
+    assert listed.get("Versions", []) == []  # the stored object version was removed again
+    assert rpc_error(caller.chat, chat_id).code() == grpc.StatusCode.NOT_FOUND  # no snapshot either
 
 
 def test_cancelled_upload_leaves_no_row_and_no_multipart(stack: Stack, caller: Caller, chat_id: str) -> None:

@@ -173,6 +173,7 @@ class Exporter:
         identity = Identity(plan.tenant_id, None)
         with self.db.transaction(plan.tenant_id) as tx:
             header = self._header(tx, identity, plan)
+            crc32s = self._recorded_crc32s(tx, plan.tenant_id, header.files)
             kinds = [kind for _, kind in ZIP_DOCUMENTS] if plan.format == "zip" else [plan.format]
             # Closed by _read once streamed (they outlive this block on purpose).
             spools: dict[str, IO[bytes]] = {
@@ -192,11 +193,26 @@ class Exporter:
             return ExportStream(name, mime_type, _read(spools[plan.format]))
         entries = [archive.Entry(path, _read(spools[kind]), compress=True) for path, kind in ZIP_DOCUMENTS]
         entries += [
-            archive.Entry(f.path, self._media(f.file), compress=False, sha256=f.file.checksum_sha256)
+            archive.Entry(
+                f.path,
+                self._media(f.file),
+                compress=False,
+                sha256=f.file.checksum_sha256,
+                crc32=crc32s.get(f.file.checksum_sha256),
+                size=f.file.size_bytes,
+            )
             for f in header.files
             if f.path
         ]
         return ExportStream(name, mime_type, archive.stream_zip(entries, header.exported_at))
+
+    @staticmethod
+    def _recorded_crc32s(tx: Transaction, tenant_id: UUID, files: list[ExportFile]) -> dict[str, int]:
+        wanted = sorted({f.file.checksum_sha256 for f in files if f.path})
+        if not wanted:
+            return {}
+        rows = tx.all("object_crc32s", {"tenant_id": tenant_id, "sha256s": wanted})
+        return {row["sha256"]: row["crc32"] for row in rows}
 
     def _media(self, file: MediaFile) -> Iterator[bytes]:
         """The file's bytes, opened only when the archive reaches it."""

@@ -11,3 +11,8 @@ ORDER BY position, version
 SELECT * FROM tm_files_view
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND chat_version <= %(version)s
 ORDER BY original_name, version
+
+-- name: object_crc32s
+-- The recorded CRC-32 of the objects behind some files (NULL for old objects).
+SELECT sha256, crc32 FROM tm_objects
+WHERE tenant_id = %(tenant_id)s AND sha256 = ANY(%(sha256s)s) AND crc32 IS NOT NULL

@@ -1,7 +1,7 @@
 -- name: insert_object
 -- Content-addressed: the first upload of some bytes wins; later ones reuse it.
-INSERT INTO tm_objects (tenant_id, sha256, size_bytes, s3_bucket, s3_key, s3_version_id)
-VALUES (%(tenant_id)s, %(sha256)s, %(size_bytes)s, %(s3_bucket)s, %(s3_key)s, %(s3_version_id)s)
+INSERT INTO tm_objects (tenant_id, sha256, size_bytes, s3_bucket, s3_key, s3_version_id, crc32)
+VALUES (%(tenant_id)s, %(sha256)s, %(size_bytes)s, %(s3_bucket)s, %(s3_key)s, %(s3_version_id)s, %(crc32)s)
 ON CONFLICT (tenant_id, sha256) DO NOTHING
 RETURNING s3_key, s3_version_id
 

@@ -25,5 +25,8 @@ def test_sql_blocks_parse_by_name_and_reject_duplicates() -> None:
     assert blocks == {"a": "select 1", "b": "-- doc\nselect 2"}
     with pytest.raises(ValueError, match="duplicate"):
         queries.parse("-- name: a\nselect 1\n-- name: a\nselect 2\n")
+    assert queries.parse("-- name: crc32s\nselect 3\n") == {"crc32s": "select 3"}
+    with pytest.raises(ValueError, match="malformed"):
+        queries.parse("-- name: a\nselect 1\n-- name: Bad-Name\nselect 2\n")
     assert "lock_chat" in queries.all_queries()
     assert "FOR UPDATE" in queries.query("lock_chat")
