@@ -106,3 +106,35 @@ def test_bytes_that_differ_from_the_recorded_size_abort_the_archive(actual: int)
     entry = Entry("media/a.bin", [body], compress=False, crc32=zlib.crc32(body), size=1000)
     with pytest.raises(ValueError, match="recorded"):
         b"".join(stream_zip([entry], WHEN))
+
+
+def test_an_archive_past_4_gib_reads_back_through_zip64(tmp_path: Path) -> None:
+    """A 4 GiB + 10 byte entry, then a small one at an offset past 4 GiB.
+
+    The zero bytes are skipped with seek (a sparse file), so this is quick.
+    """
+    zeros = bytes(64 * 1024 * 1024)
+    big = (1 << 32) + 10
+    pieces = [zeros] * (big // len(zeros)) + [bytes(big % len(zeros))]
+    after = b"after the big one"
+    path = tmp_path / "big.zip"
+    with path.open("wb") as sink:
+        archive_entries = [
+            Entry("media/zeros.bin", pieces, compress=False, sha256="0" * 64, crc32=0, size=big),
+            Entry("media/after.txt", [after], compress=False, crc32=zlib.crc32(after), size=len(after)),
+        ]
+        for chunk in stream_zip(archive_entries, WHEN):
+            if chunk is zeros:
+                sink.seek(len(chunk), os.SEEK_CUR)
+            else:
+                sink.write(chunk)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("media/zeros.bin")
+        assert info.file_size == info.compress_size == big
+        assert archive.getinfo("media/after.txt").header_offset > 1 << 32
+        assert archive.read("media/after.txt") == after
+        manifest = json.loads(archive.read("manifest.json"))
+        assert [e["size_bytes"] for e in manifest["entries"]] == [big, len(after)]
+    if shutil.which("unzip") is not None:  # Info-ZIP parses the ZIP64 records too
+        listed = subprocess.run(["unzip", "-l", str(path)], capture_output=True, text=True, check=True)
+        assert str(big) in listed.stdout and "media/after.txt" in listed.stdout
