@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench import exports, searches, transfers, writes
+from bench import exports, pdfs, searches, transfers, writes
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
@@ -36,7 +36,7 @@ GOALS = {
     "export_zip_ratio_vs_raw_s3_read": {"at_least": 0.5},
     "export_rss_growth_mib": {"at_most": 100},
 }
-SECTIONS = ("writes", "searches", "transfers", "exports")
+SECTIONS = ("writes", "searches", "transfers", "exports", "pdfs")
 
 
 def main() -> None:
@@ -69,6 +69,8 @@ def main() -> None:
             results |= transfers.measure(runtime, keys)
         if "exports" in chosen:
             results |= exports.measure(runtime, keys)
+        if "pdfs" in chosen:
+            results |= pdfs.measure()
     finally:
         runtime.stop()
         shutil.rmtree(work, ignore_errors=True)
