@@ -8,6 +8,7 @@ import json
 import os
 import time
 import urllib.request
+import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from service.export.bundles import ExportWorker
 from service.export.exporter import Exporter
+from tests.bulk import load_bulk_chat
 from tests.conftest import Caller, Stack, rpc_error
 
 MiB = 1024 * 1024
@@ -203,6 +205,25 @@ def test_recorded_crc32_goes_in_the_header_and_old_objects_still_export(
         assert archive.read("media/recorded.bin") == recorded and archive.read("media/legacy.bin") == legacy
         assert not archive.getinfo("media/recorded.bin").flag_bits & 0x08  # CRC and size up front
         assert archive.getinfo("media/legacy.bin").flag_bits & 0x08  # computed on the way, in a descriptor
+
+
+def test_a_large_chat_exports_in_every_text_format(stack: Stack, caller: Caller, chat_id: str) -> None:
+    """5,000 messages with 2 versions each: several chunks, every message in order, PDF text on its pages."""
+    load_bulk_chat(stack.runtime.database_url, uuid.UUID(caller.tenant_id), uuid.UUID(chat_id), 5000, 2)
+    _, data = export(caller, chat_id, pb.EXPORT_FORMAT_JSON, include_version_history=True)
+    assert len(data) > 2 * MiB  # several chunks
+    doc = json.loads(data)
+    assert len(doc["messages"]) == 5000
+    assert [m["content"].rsplit(" ", 1)[-1] for m in doc["messages"][:3]] == ["5001", "5002", "5003"]
+    first = doc["messages"][0]["versions"]
+    assert [(v["version"], v["content"].rsplit(" ", 1)[-1]) for v in first] == [(1, "1"), (2, "5001")]
+    assert all(len(m["versions"]) == 2 for m in doc["messages"])
+    _, markdown = export(caller, chat_id, pb.EXPORT_FORMAT_MARKDOWN)
+    assert markdown.decode().count("text number") == 5000
+    _, pdf = export(caller, chat_id, pb.EXPORT_FORMAT_PDF)
+    pages = PdfReader(io.BytesIO(pdf)).pages
+    assert len(pages) > 50
+    assert "text number 10000" in pages[-1].extract_text()
 
 
 def test_bad_export_requests(caller: Caller, other: Caller, chat_id: str) -> None:
