@@ -133,6 +133,14 @@ class EmbeddedPostgres:
             self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop", timeout=90)
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class EmbeddedS3:
     """A SeaweedFS server (`weed mini`) in `<data_dir>/s3`, on loopback ports."""
 
@@ -188,12 +196,43 @@ class EmbeddedS3:
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
         }
+        self.stop_leftover()
         log.info("starting SeaweedFS S3 on %s", self.url)
         self.log_file = (self.dir / "weed.log").open("ab")
         # Same process group as the service: killing the group kills it too.
         self.process = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT, env=env, cwd=self.dir)
+        self.pid_file.write_text(f"{self.process.pid}\n")
         self._wait_ready(timeout)
         return self.url
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "weed.pid"
+
+    def stop_leftover(self, timeout: float = 20.0) -> None:
+        """Stop a SeaweedFS an earlier server left running on this directory.
+
+        When only the server process dies (SIGKILL, the OOM killer), its
+        SeaweedFS lives on and holds the directory, and a new one cannot
+        start. (A PostgreSQL left so is adopted instead; see EmbeddedPostgres.)
+        """
+        try:
+            pid = int(self.pid_file.read_text())
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return  # no record, or that process is gone
+        if f"-dir={self.dir}".encode() not in arguments:
+            return  # the pid now belongs to something else
+        log.warning("stopping the SeaweedFS (pid %d) an earlier server left running on %s", pid, self.dir)
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not _alive(pid):
+                return
+        raise RuntimeError(f"a SeaweedFS left running on {self.dir} (pid {pid}) does not stop")
 
     def _wait_ready(self, timeout: float) -> None:
         import urllib.error
@@ -226,3 +265,4 @@ class EmbeddedS3:
             self.process.kill()
             self.process.wait()
         self.log_file.close()
+        self.pid_file.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
-from server.embedded import EmbeddedPostgres, free_port
+from server.embedded import EmbeddedPostgres, EmbeddedS3, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = (("x-tenant-id", str(uuid.uuid4())), ("x-user-id", str(uuid.uuid4())))
@@ -79,14 +79,24 @@ class ServerProcess:
 
 
 def _weed_running(data_dir: Path) -> bool:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    return any("weed" in line and str(data_dir / "s3") in line for line in out.splitlines())
+    # From /proc, not ps: ps cuts its lines at 80 columns when piped.
+    wanted = f"-dir={data_dir / 's3'}".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue  # it ended while we looked
+        if arguments[0].endswith(b"weed") and wanted in arguments:
+            return True
+    return False
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
-    EmbeddedPostgres(tmp_path).stop()  # in case a failed test left it running
+    # In case a failed test left them running.
+    EmbeddedPostgres(tmp_path).stop()
+    EmbeddedS3(tmp_path).stop_leftover()
 
 
 @pytest.mark.slow
@@ -125,3 +135,26 @@ def test_data_survives_sigterm_and_sigkill_restarts(data_dir: Path) -> None:
         time.sleep(0.2)
     assert third.terminate() == 0
     assert not EmbeddedPostgres(data_dir).running()
+
+
+@pytest.mark.slow
+def test_a_server_killed_alone_leaves_nothing_that_blocks_the_next(data_dir: Path) -> None:
+    """SIGKILL to the server process only (the OOM killer's way): its stores outlive it."""
+    chat = str(uuid.uuid4())
+    first = ServerProcess(data_dir)
+    first.stub.SaveMessage(
+        api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="kept"), metadata=TENANT
+    )
+    first.channel.close()
+    first.process.kill()
+    first.process.wait(timeout=30)
+    first.log.close()
+    assert _weed_running(data_dir) and EmbeddedPostgres(data_dir).running()  # orphans, as in production
+
+    second = ServerProcess(data_dir)
+    assert [m.content for m in second.stub.GetChat(api.GetChatRequest(chat_id=chat), metadata=TENANT).messages] == [
+        "kept"
+    ]
+    assert "left running" in (data_dir / "server.out").read_text()
+    assert second.terminate() == 0
+    assert not _weed_running(data_dir) and not EmbeddedPostgres(data_dir).running()
