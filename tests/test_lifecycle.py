@@ -71,6 +71,20 @@ class ServerProcess:
         self.log.close()
         return code
 
+    def save(self, chat: str, content: str) -> None:
+        request = api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content=content)
+        self.stub.SaveMessage(request, metadata=TENANT)
+
+    def contents(self, chat: str) -> list[str]:
+        return [m.content for m in self.stub.GetChat(api.GetChatRequest(chat_id=chat), metadata=TENANT).messages]
+
+    def kill_alone(self) -> None:
+        """SIGKILL to the server process only; what it started lives on."""
+        self.channel.close()
+        self.process.kill()
+        self.process.wait(timeout=30)
+        self.log.close()
+
     def kill_group(self) -> None:
         self.channel.close()
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -103,25 +117,19 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 def test_data_survives_sigterm_and_sigkill_restarts(data_dir: Path) -> None:
     chat = str(uuid.uuid4())
     first = ServerProcess(data_dir)
-    first.stub.SaveMessage(
-        api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="one"), metadata=TENANT
-    )
+    first.save(chat, "one")
     assert first.terminate() == 0
     # A graceful stop stops what it started.
     assert not EmbeddedPostgres(data_dir).running()
     assert not _weed_running(data_dir)
 
     second = ServerProcess(data_dir)
-    reply = second.stub.GetChat(api.GetChatRequest(chat_id=chat), metadata=TENANT)
-    assert [m.content for m in reply.messages] == ["one"]
-    second.stub.SaveMessage(
-        api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="two"), metadata=TENANT
-    )
+    assert second.contents(chat) == ["one"]
+    second.save(chat, "two")
     second.kill_group()
 
     third = ServerProcess(data_dir)
-    reply = third.stub.GetChat(api.GetChatRequest(chat_id=chat), metadata=TENANT)
-    assert [m.content for m in reply.messages] == ["one", "two"]
+    assert third.contents(chat) == ["one", "two"]
     assert third.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat), metadata=TENANT).ok
     # The server runs an export worker of its own.
     bundle = third.stub.CreateExport(
@@ -142,19 +150,12 @@ def test_a_server_killed_alone_leaves_nothing_that_blocks_the_next(data_dir: Pat
     """SIGKILL to the server process only (the OOM killer's way): its stores outlive it."""
     chat = str(uuid.uuid4())
     first = ServerProcess(data_dir)
-    first.stub.SaveMessage(
-        api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="kept"), metadata=TENANT
-    )
-    first.channel.close()
-    first.process.kill()
-    first.process.wait(timeout=30)
-    first.log.close()
+    first.save(chat, "kept")
+    first.kill_alone()
     assert _weed_running(data_dir) and EmbeddedPostgres(data_dir).running()  # orphans, as in production
 
     second = ServerProcess(data_dir)
-    assert [m.content for m in second.stub.GetChat(api.GetChatRequest(chat_id=chat), metadata=TENANT).messages] == [
-        "kept"
-    ]
+    assert second.contents(chat) == ["kept"]
     assert "left running" in (data_dir / "server.out").read_text()
     assert second.terminate() == 0
     assert not _weed_running(data_dir) and not EmbeddedPostgres(data_dir).running()
