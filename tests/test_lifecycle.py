@@ -159,3 +159,21 @@ def test_a_server_killed_alone_leaves_nothing_that_blocks_the_next(data_dir: Pat
     assert "left running" in (data_dir / "server.out").read_text()
     assert second.terminate() == 0
     assert not _weed_running(data_dir) and not EmbeddedPostgres(data_dir).running()
+
+
+@pytest.mark.slow
+def test_a_second_server_on_the_same_data_dir_stops_at_once(data_dir: Path) -> None:
+    chat = str(uuid.uuid4())
+    first = ServerProcess(data_dir)
+    first.save(chat, "first")
+    env = {**os.environ, "TM_DATA_DIR": str(data_dir), "TM_GRPC_ADDRESS": f"127.0.0.1:{free_port()}"}
+    env |= {"TM_DATABASE_URL": "", "TM_S3_ENDPOINT_URL": ""}
+    second = subprocess.run(
+        [sys.executable, "-m", "server"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert second.returncode == 1
+    assert f"in use by another Time Machine server (pid {first.process.pid})" in second.stderr
+    # The first server and its stores carry on untouched.
+    first.save(chat, "still here")
+    assert first.contents(chat) == ["first", "still here"]
+    assert first.terminate() == 0
