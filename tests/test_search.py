@@ -115,6 +115,18 @@ def test_highlight_is_html_escaped_and_ranked(caller: Caller, chat_id: str) -> N
     assert "<" not in markup_free and ">" not in markup_free  # the only markup is ours
 
 
+def test_long_messages_are_highlighted_where_they_match(caller: Caller, chat_id: str) -> None:
+    filler = "lorem ipsum dolor sit amet " * 15000  # 405 KB before the match
+    caller.save(chat_id, filler + "the Capybara's burrow <b>here</b> " + filler)
+    # No phrases (nor apostrophes, which make one): tsvector positions stop at 16,383.
+    for query in ("Capybara", "capybara -nothing", "burrow or zzz"):
+        (hit,) = search(caller, query, chat_id=chat_id).message_hits
+        assert "<mark>" in hit.highlight, query
+        assert len(hit.highlight) < 1000 and "&lt;b&gt;" in hit.highlight
+    (start,) = search(caller, "lorem", chat_id=chat_id).message_hits
+    assert start.highlight.startswith("<mark>lorem</mark>")
+
+
 def test_paging_visits_every_hit_once(caller: Caller, chat_id: str) -> None:
     for i in range(23):
         caller.save(chat_id, f"lemur number {i}")

@@ -5,10 +5,12 @@ SELECT websearch_to_tsquery('simple', %(query)s) AS tsquery,
        websearch_to_tsquery('simple', %(query)s)::text = '' AS empty
 
 -- name: search_messages
--- Highlights are HTML-escaped first, so <mark>…</mark> is the only markup.
+-- Highlights are HTML-escaped first, so <mark>…</mark> is the only markup, and
+-- cut from an excerpt around the first match (tm_excerpt): long texts stay cheap.
 SELECT v.*, s.rank,
        ts_headline('simple',
-                   replace(replace(replace(v.content, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),
+                   replace(replace(replace(tm_excerpt(v.content, %(tsquery)s::tsquery, 4000),
+                                           '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),
                    %(tsquery)s::tsquery,
                    'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2') AS highlight,
        (v.is_active AND NOT v.is_deleted) AS is_current
@@ -21,7 +23,7 @@ SELECT f.*, s.rank,
        ts_headline('simple',
                    replace(replace(replace(
                        f.original_name || E'\n' || coalesce(f.ai_description || E'\n', '')
-                       || left(coalesce(f.extracted_text, ''), 20000),
+                       || tm_excerpt(coalesce(f.extracted_text, ''), %(tsquery)s::tsquery, 4000),
                        '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),
                    %(tsquery)s::tsquery,
                    'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2') AS highlight
