@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 from uuid import UUID
@@ -16,6 +17,32 @@ from service.validation import Checker
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+# Bytes of hits in one response: gRPC clients refuse messages over 4 MiB by default.
+RESPONSE_BUDGET = 3 * 1024 * 1024
+HIT_OVERHEAD = 1024  # ids, times, names, rank: generous
+
+
+def _message_weight(row: dict[str, Any]) -> int:
+    return len(row["content"].encode()) + len(row["highlight"].encode()) + len(str(row["metadata"])) + HIT_OVERHEAD
+
+
+def _file_weight(row: dict[str, Any]) -> int:
+    texts = (row["extracted_text"], row["ai_description"], row["highlight"])
+    return sum(len(t.encode()) for t in texts if t) + HIT_OVERHEAD
+
+
+def _fitting(
+    rows: list[dict[str, Any]], budget: int, weight: Callable[[dict[str, Any]], int], at_least_one: bool
+) -> tuple[int, int]:
+    """How many of `rows` fit in `budget` (one at least, if asked), and the budget left."""
+    kept = 0
+    for row in rows:
+        cost = weight(row)
+        if cost > budget and not (at_least_one and kept == 0):
+            break
+        budget -= cost
+        kept += 1
+    return kept, max(budget, 0)
 
 
 class SearchType(enum.Enum):
@@ -93,19 +120,30 @@ class Searcher:
                 message_rows = tx.all("search_messages", {**params, "offset": message_offset})
             if search_type is not SearchType.MESSAGES and file_offset >= 0:
                 file_rows = tx.all("search_files", {**params, "offset": file_offset})
-        more_messages, more_files = len(message_rows) > size, len(file_rows) > size
+        # A page may hold fewer than page_size hits (AIP-158 allows it): hits
+        # carry whole texts, and a page stays within what clients accept.
+        budget = RESPONSE_BUDGET
+        messages_kept, budget = _fitting(message_rows[:size], budget, _message_weight, at_least_one=True)
+        files_kept, budget = _fitting(file_rows[:size], budget, _file_weight, at_least_one=not messages_kept)
+        more_messages, more_files = len(message_rows) > messages_kept, len(file_rows) > files_kept
         token = ""
         if more_messages or more_files:
             # -1 marks a list that is exhausted, so later pages skip it.
             token = paging.encode(
-                [message_offset + size if more_messages else -1, file_offset + size if more_files else -1], scope
+                [
+                    message_offset + messages_kept if more_messages else -1,
+                    file_offset + files_kept if more_files else -1,
+                ],
+                scope,
             )
         return SearchResult(
             message_hits=[
                 MessageHit(_record(MessageVersion, r), float(r["rank"]), r["highlight"], bool(r["is_current"]))
-                for r in message_rows[:size]
+                for r in message_rows[:messages_kept]
             ],
-            file_hits=[FileHit(_record(MediaFile, r), float(r["rank"]), r["highlight"]) for r in file_rows[:size]],
+            file_hits=[
+                FileHit(_record(MediaFile, r), float(r["rank"]), r["highlight"]) for r in file_rows[:files_kept]
+            ],
             next_page_token=token,
         )
 

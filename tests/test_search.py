@@ -127,6 +127,23 @@ def test_long_messages_are_highlighted_where_they_match(caller: Caller, chat_id:
     assert start.highlight.startswith("<mark>lorem</mark>")
 
 
+def test_pages_of_long_hits_stay_within_a_default_clients_limit(caller: Caller, chat_id: str) -> None:
+    """Eight 900 KB hits do not fit one 4 MiB response: pages hold fewer, and visit each once."""
+    for i in range(8):
+        caller.save(chat_id, f"walrus {i} " + "x" * 900_000)
+    seen: list[str] = []
+    token, pages = "", 0
+    while True:
+        page = search(caller, "walrus", chat_id=chat_id, page_size=20, page_token=token)
+        assert 1 <= len(page.message_hits) <= 3 and page.ByteSize() < 4 * 1024 * 1024
+        seen += [h.message.content.split()[1] for h in page.message_hits]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == [str(i) for i in range(8)] and pages >= 3
+
+
 def test_paging_visits_every_hit_once(caller: Caller, chat_id: str) -> None:
     for i in range(23):
         caller.save(chat_id, f"lemur number {i}")
