@@ -8,13 +8,16 @@ few chunks whatever the stream's length.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Generator, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K")
 _DONE = object()
 
 
@@ -91,3 +94,41 @@ class BackgroundDigest:
             self._closed = True
             self._items.put(None)
             self._thread.join()
+
+
+class Lookahead(Generic[K, T]):
+    """Opens resources a few positions ahead of their use, in helper threads.
+
+    Taken in order, resource i was usually opened while i-1 was in use, so an
+    open's latency (an S3 round trip) overlaps the work instead of adding to
+    it. At most `ahead` resources are open and unused at a time; `close`
+    discards those never taken.
+    """
+
+    def __init__(
+        self, keys: Sequence[K], opener: Callable[[K], T], discard: Callable[[T], None], ahead: int = 4
+    ) -> None:
+        self._keys = keys
+        self._open = opener
+        self._discard = discard
+        self._ahead = ahead
+        self._pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="lookahead")
+        self._opening: dict[int, Future[T]] = {}
+        self._submitted = 0
+
+    def take(self, index: int) -> T:
+        """The resource for keys[index], waiting for its open if it is still running."""
+        while self._submitted < min(index + 1 + self._ahead, len(self._keys)):
+            if self._submitted >= index:
+                self._opening[self._submitted] = self._pool.submit(self._open, self._keys[self._submitted])
+            self._submitted += 1
+        opening = self._opening.pop(index, None)
+        return opening.result() if opening is not None else self._open(self._keys[index])
+
+    def close(self) -> None:
+        for opening in self._opening.values():
+            if not opening.cancel():
+                with contextlib.suppress(Exception):  # an open that failed has nothing to discard
+                    self._discard(opening.result())
+        self._opening.clear()
+        self._pool.shutdown(wait=True)

@@ -76,8 +76,15 @@ class Vault:
         The object is opened before the first chunk is asked for, so a
         missing object fails here, not in the middle of a stream.
         """
+        return self.chunks(self.open_object(key, version_id), chunk_size)
+
+    def open_object(self, key: str, version_id: str) -> Any:
+        """The object's body: requested (one round trip), not read yet. Close it if unused."""
         with s3_errors("download"):
-            body = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"]
+
+    def chunks(self, body: Any, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        """An opened body's bytes, read a few chunks ahead; the body is closed at the end."""
 
         def chunks() -> Iterator[bytes]:
             try:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 import time
 import urllib.request
 import uuid
@@ -224,6 +225,33 @@ def test_a_large_chat_exports_in_every_text_format(stack: Stack, caller: Caller,
     pages = PdfReader(io.BytesIO(pdf)).pages
     assert len(pages) > 50
     assert "text number 10000" in pages[-1].extract_text()
+
+
+def helper_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("lookahead", "prefetch", "digest"))]
+
+
+def test_many_media_files_stream_in_order_and_a_cancel_leaves_no_threads(caller: Caller, chat_id: str) -> None:
+    caller.save(chat_id, "an album")
+    album = {f"photo-{i}.jpg": os.urandom(1500 * 1024 if i % 4 == 0 else 20_000 + i) for i in range(12)}
+    for name, body in album.items():
+        caller.upload(chat_id, name, body)
+    _, data = export(caller, chat_id, pb.EXPORT_FORMAT_ZIP, include_media=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        media = [n for n in archive.namelist() if n.startswith("media/")]
+        assert media == sorted(media) and len(media) == 12  # the archive keeps the files' order
+        assert all(archive.read(f"media/{name}") == body for name, body in album.items())
+    before = helper_threads()
+    stream = caller.stub.ExportChat(
+        api.ExportChatRequest(chat_id=chat_id, format=pb.EXPORT_FORMAT_ZIP, include_media=True), metadata=caller.md
+    )
+    next(stream), next(stream), next(stream)  # the header and the first chunks, then the caller goes
+    stream.cancel()
+    deadline = time.monotonic() + 10
+    while helper_threads() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert helper_threads() == before
 
 
 def test_bad_export_requests(caller: Caller, other: Caller, chat_id: str) -> None:

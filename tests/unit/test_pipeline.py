@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.pipeline import BackgroundDigest, prefetch
+from service.pipeline import BackgroundDigest, Lookahead, prefetch
 
 
 def test_prefetch_yields_everything_in_order() -> None:
@@ -58,3 +58,29 @@ def test_background_digest_equals_hashlib() -> None:
         digest.update(chunk)
     assert digest.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
     digest.close()  # closing twice is harmless
+
+
+def test_lookahead_opens_ahead_in_order_and_close_discards_the_untaken() -> None:
+    opened: list[int] = []
+    discarded: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def open_one(key: int) -> str:
+        if key == 5:
+            started.set()
+            gate.wait(5)  # still opening when close() comes
+        opened.append(key)
+        return f"r{key}"
+
+    ahead = Lookahead(list(range(10)), open_one, discarded.append, ahead=3)
+    assert ahead.take(0) == "r0" and ahead.take(1) == "r1"
+    deadline = time.monotonic() + 5
+    while len(opened) < 5 and time.monotonic() < deadline:  # 2, 3 and 4 open while 1 is in use
+        time.sleep(0.01)
+    assert sorted(opened) == [0, 1, 2, 3, 4]
+    assert ahead.take(2) == "r2"  # opened earlier; asks for 5 now
+    assert started.wait(5)
+    threading.Timer(0.2, gate.set).start()
+    ahead.close()  # waits for the open in progress, then discards it too
+    assert sorted(discarded) == ["r3", "r4", "r5"]  # opened, never taken
+    assert not any(t.name.startswith("lookahead") for t in threading.enumerate())
