@@ -153,8 +153,10 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     def ListMessageVersions(
         self, request: api.ListMessageVersionsRequest, context: Any
     ) -> api.ListMessageVersionsResponse:
-        rows = self.p.reader.list_message_versions(identity.current(), request.chat_id, request.message_id)
-        return api.ListMessageVersionsResponse(versions=[convert.message(m) for m in rows])
+        rows, token = self.p.reader.list_message_versions(
+            identity.current(), request.chat_id, request.message_id, request.page_size, request.page_token
+        )
+        return api.ListMessageVersionsResponse(versions=[convert.message(m) for m in rows], next_page_token=token)
 
     def UploadFile(self, request_iterator: Iterator[api.UploadFileRequest], context: Any) -> api.UploadFileResponse:
         first = next(request_iterator, None)

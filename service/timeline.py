@@ -93,20 +93,32 @@ class Reader:
             chat_id=chat, title=head.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
         )
 
-    def list_message_versions(self, identity: Identity, chat_id: str, message_id: str) -> list[MessageVersion]:
+    def list_message_versions(
+        self, identity: Identity, chat_id: str, message_id: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[MessageVersion], str]:
+        """Every version, newest first, unless a page size asks for pages (versions can be 1 MiB each)."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
         message = check.uuid("message_id", message_id)
+        size = check.page_size("page_size", page_size, default=0, maximum=MAX_PAGE)
         check.done()
+        scope = ("message_versions", identity.tenant_id, chat, message)
+        before = paging.decode(page_token, scope, int)
+        paged, limit = bool(size or page_token), size or DEFAULT_PAGE
+        params = {"tenant_id": identity.tenant_id, "chat_id": chat, "message_id": message}
         with self.db.transaction(identity.tenant_id) as tx:
-            rows: list[MessageVersion] = tx.all(
-                "message_versions",
-                {"tenant_id": identity.tenant_id, "chat_id": chat, "message_id": message},
-                MessageVersion,
-            )
-        if not rows:
+            rows: list[MessageVersion]
+            if paged:
+                window = {"before_version": before if before is not None else 2**62, "limit": limit + 1}
+                rows = tx.all("message_versions_page", {**params, **window}, MessageVersion)
+            else:
+                rows = tx.all("message_versions", params, MessageVersion)
+        if not rows and before is None:
             raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
-        return rows
+        token = ""
+        if paged:
+            rows, token = paging.trim(rows, limit, scope, lambda v: v.version)
+        return rows, token
 
     def get_chat_at(
         self,

@@ -81,6 +81,36 @@ def test_message_versions_newest_first_with_tombstone(caller: Caller, chat_id: s
     assert {v.message_id for v in versions} == {message_id}
 
 
+def test_message_versions_in_pages(caller: Caller, other: Caller, chat_id: str) -> None:
+    message_id = caller.save(chat_id, "draft 1").message.message_id
+    for n in range(2, 8):
+        caller.edit(chat_id, message_id, f"draft {n}")
+
+    def page(token: str = "", size: int = 3, who: Caller = caller) -> api.ListMessageVersionsResponse:
+        request = api.ListMessageVersionsRequest(
+            chat_id=chat_id, message_id=message_id, page_size=size, page_token=token
+        )
+        reply: api.ListMessageVersionsResponse = who.stub.ListMessageVersions(request, metadata=who.md)
+        return reply
+
+    pages, token = [], ""
+    while True:
+        reply = page(token)
+        pages.append([v.version for v in reply.versions])
+        token = reply.next_page_token
+        if not token:
+            break
+    assert pages == [[7, 6, 5], [4, 3, 2], [1]]
+    everything = caller.stub.ListMessageVersions(
+        api.ListMessageVersionsRequest(chat_id=chat_id, message_id=message_id), metadata=caller.md
+    )
+    assert [v.version for v in everything.versions] == list(range(7, 0, -1)) and not everything.next_page_token
+    second = page().next_page_token
+    for bad in (lambda: page("garbage"), lambda: page(second, who=other), lambda: page(size=-1)):
+        assert rpc_error(bad).code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rpc_error(lambda: page(who=other)).code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_caller_chosen_message_id_and_duplicates(caller: Caller, chat_id: str) -> None:
     message_id = "0b3f5a52-1d7e-4c38-9d7c-6f6b1c0b9a11"
     saved = caller.save(chat_id, "mine", message_id=message_id)

@@ -37,6 +37,13 @@ SELECT * FROM tm_message_versions_view
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
 ORDER BY version DESC
 
+-- name: message_versions_page
+SELECT * FROM tm_message_versions_view
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
+  AND version < %(before_version)s
+ORDER BY version DESC
+LIMIT %(limit)s
+
 -- name: snapshot_by_id
 SELECT * FROM tm_snapshots
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND id = %(snapshot_id)s
