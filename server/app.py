@@ -40,7 +40,7 @@ class Stores:
 
 
 def build_product(settings: Settings, stores: Stores, events: ChatEvents) -> Product:
-    exporter = Exporter(stores.db, stores.vault)
+    exporter = Exporter(stores.db, stores.vault, settings.pdf_max_text_bytes)
     return Product(
         history=History(stores.db, settings.max_message_bytes),
         reader=Reader(stores.db),

@@ -41,6 +41,7 @@ class Settings:
     log_level: str
     export_workers: int
     export_lease_seconds: int
+    pdf_max_text_bytes: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,4 +69,5 @@ class Settings:
             log_level=os.environ.get("TM_LOG_LEVEL", "INFO").upper(),
             export_workers=_int("TM_EXPORT_WORKERS", 1, minimum=0),
             export_lease_seconds=_int("TM_EXPORT_LEASE_SECONDS", 60),
+            pdf_max_text_bytes=_int("TM_PDF_MAX_TEXT_BYTES", 32 * 1024 * 1024),
         )

@@ -23,8 +23,10 @@ from pypdf import PdfReader
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
+from service.errors import ResourceExhausted
 from service.export.bundles import ExportWorker
-from service.export.exporter import Exporter
+from service.export.exporter import Exporter, ExportRequest
+from service.models import Identity
 from tests.bulk import load_bulk_chat
 from tests.conftest import Caller, Stack, rpc_error
 
@@ -252,6 +254,20 @@ def test_many_media_files_stream_in_order_and_a_cancel_leaves_no_threads(caller:
     while helper_threads() != before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert helper_threads() == before
+
+
+def test_a_pdf_of_more_text_than_the_limit_is_refused(stack: Stack, caller: Caller, chat_id: str) -> None:
+    for n in range(3):
+        caller.save(chat_id, f"message {n} " + "words " * 100)
+    small = Exporter(stack.stores.db, stack.stores.vault, pdf_max_text_bytes=1000)
+    who = Identity(uuid.UUID(caller.tenant_id), uuid.UUID(caller.user_id))
+    request = ExportRequest(chat_id, "pdf", False, False, "", "")
+    with pytest.raises(ResourceExhausted, match="export HTML, Markdown or JSON instead"):
+        small.render(small.plan(who, request))
+    html = small.render(small.plan(who, ExportRequest(chat_id, "html", False, False, "", "")))
+    assert b"message 2" in b"".join(html)  # other formats have no such limit
+    roomy = Exporter(stack.stores.db, stack.stores.vault, pdf_max_text_bytes=10_000)
+    assert b"".join(roomy.render(roomy.plan(who, request))).startswith(b"%PDF")
 
 
 def test_bad_export_requests(caller: Caller, other: Caller, chat_id: str) -> None:

@@ -41,8 +41,8 @@ RENDERERS: dict[str, Callable[[IO[bytes]], Renderer]] = {
     "json": JsonRenderer,
     "markdown": MarkdownRenderer,
     "html": HtmlRenderer,
-    "pdf": PdfRenderer,
 }
+DEFAULT_PDF_MAX_TEXT_BYTES = 32 * 1024 * 1024
 ZIP_DOCUMENTS = (("chat.json", "json"), ("chat.md", "markdown"), ("chat.html", "html"))
 
 
@@ -134,9 +134,10 @@ def _read(spool: IO[bytes]) -> Iterator[bytes]:
 
 
 class Exporter:
-    def __init__(self, db: Database, vault: Vault) -> None:
+    def __init__(self, db: Database, vault: Vault, pdf_max_text_bytes: int = DEFAULT_PDF_MAX_TEXT_BYTES) -> None:
         self.db = db
         self.vault = vault
+        self.pdf_max_text_bytes = pdf_max_text_bytes
 
     def plan(self, identity: Identity, request: ExportRequest) -> ExportPlan:
         """Validate and resolve the snapshots (`to` defaults to the head now)."""
@@ -193,14 +194,19 @@ class Exporter:
                 kind: tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
                 for kind in kinds
             }
-            renderers = [RENDERERS[kind](spools[kind]) for kind in kinds]
-            for renderer in renderers:
-                renderer.begin(header)
-            for message in messages(tx, header):
+            try:
+                renderers = [self._renderer(kind, spools[kind]) for kind in kinds]
                 for renderer in renderers:
-                    renderer.message(message)
-            for renderer in renderers:
-                renderer.end()
+                    renderer.begin(header)
+                for message in messages(tx, header):
+                    for renderer in renderers:
+                        renderer.message(message)
+                for renderer in renderers:
+                    renderer.end()
+            except BaseException:
+                for spool in spools.values():  # nothing will stream them now
+                    spool.close()
+                raise
         name = f"chat-{str(plan.chat_id)[:8]}-v{header.snapshot.version}.{extension}"
         if plan.format != "zip":
             return ExportStream(name, mime_type, _read(spools[plan.format]))
@@ -223,6 +229,11 @@ class Exporter:
             for index, f in enumerate(f for f in header.files if f.path)
         ]
         return ExportStream(name, mime_type, _closing(archive.stream_zip(entries, header.exported_at), bodies.close))
+
+    def _renderer(self, kind: str, sink: IO[bytes]) -> Renderer:
+        if kind == "pdf":
+            return PdfRenderer(sink, max_text_bytes=self.pdf_max_text_bytes)
+        return RENDERERS[kind](sink)
 
     @staticmethod
     def _recorded_crc32s(tx: Transaction, tenant_id: UUID, files: list[ExportFile]) -> dict[str, int]:

@@ -25,6 +25,7 @@ from typing import IO
 from fpdf import FPDF
 from fpdf.fonts import TTFFont
 
+from service.errors import ResourceExhausted
 from service.export.content import ExportHeader, Message
 from service.export.render import ROLE_NAMES, _human_time, _size, title_of
 
@@ -71,9 +72,14 @@ def _metrics() -> tuple[_Metrics, _Metrics]:
 
 
 class PdfRenderer:
-    def __init__(self, sink: IO[bytes]) -> None:
+    def __init__(self, sink: IO[bytes], max_text_bytes: int | None = None) -> None:
         self.sink = sink
         self.count = 0
+        # The document is built in memory (about 4 bytes per byte of text) and
+        # takes ~2 s per MB of text to lay out, so a limit keeps one export
+        # from taking the server's memory and a worker for minutes.
+        self.max_text_bytes = max_text_bytes
+        self.text_bytes = 0
         # fpdf2 reports glyphs no font has (emoji, rare scripts) through logging; they are skipped.
         logging.getLogger("fpdf").setLevel(logging.ERROR)
         self.pdf = FPDF(format="A4")
@@ -189,6 +195,13 @@ class PdfRenderer:
         self._text("Messages", size=12, height=7)
 
     def message(self, message: Message) -> None:
+        self.text_bytes += len(message.content.encode()) + sum(len(v.content.encode()) for v in message.versions)
+        if self.max_text_bytes is not None and self.text_bytes > self.max_text_bytes:
+            self.close()
+            raise ResourceExhausted(
+                f"the chat has more than {self.max_text_bytes} bytes of text, more than a PDF export lays out; "
+                "export HTML, Markdown or JSON instead"
+            )
         self.count += 1
         role = ROLE_NAMES.get(message.role, message.role)
         model = f" · {message.model_id}" if message.model_id else ""
