@@ -400,6 +400,16 @@ def test_failing_bundle_ends_failed_with_a_message(
     assert rpc_error(list, download(caller, bundle.id)).code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def test_a_bundle_too_large_for_a_pdf_fails_at_once(stack: Stack, caller: Caller, chat_id: str) -> None:
+    caller.save(chat_id, "words " * 500)
+    bundle = create(caller, chat_id, format=pb.EXPORT_FORMAT_PDF)
+    small = Exporter(stack.stores.db, stack.stores.vault, pdf_max_text_bytes=1000)
+    busy = worker(stack, small)
+    assert busy.run_once()
+    failed = get(caller, bundle.id)  # after one attempt, not queued again: it would fail the same way
+    assert failed.status == pb.EXPORT_STATUS_FAILED and "HTML, Markdown or JSON" in failed.error_message
+
+
 def test_another_tenants_bundles_are_not_found(stack: Stack, caller: Caller, other: Caller, chat_id: str) -> None:
     caller.save(chat_id, "mine")
     bundle = create(caller, chat_id, format=pb.EXPORT_FORMAT_JSON)

@@ -15,7 +15,14 @@ from typing import Any
 from uuid import UUID
 
 from service.database import Database
-from service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ServiceError
+from service.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServiceError,
+)
 from service.export.exporter import Exporter, ExportRequest, ExportStream
 from service.models import Identity
 from service.validation import Checker
@@ -211,8 +218,10 @@ class ExportWorker:
         except Exception as exc:
             message = exc.message if isinstance(exc, ServiceError) else "rendering failed"
             log.warning("export %s failed: %s", bundle_id, message, exc_info=not isinstance(exc, ServiceError))
+            # A bundle too large to render, or a plan gone invalid, fails the same way every time.
+            attempts = 1 if isinstance(exc, (ResourceExhausted, InvalidArgument)) else MAX_ATTEMPTS
             with self.db.transaction(tenant_id) as tx:
-                tx.execute("fail_bundle", {**params, "error_message": message, "max_attempts": MAX_ATTEMPTS})
+                tx.execute("fail_bundle", {**params, "error_message": message, "max_attempts": attempts})
             return
         with self.db.transaction(tenant_id) as tx:
             finished = tx.execute(
