@@ -137,6 +137,24 @@ def chunked_streams(servicer: Any) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
+def keepalive_options(seconds: int) -> list[tuple[str, int]]:
+    """HTTP/2 pings to every client with calls open, every `seconds`.
+
+    A client that vanished (host gone, network cut, process frozen) answers no
+    ping, so its connection is closed after `seconds` plus at most 20 s and
+    its calls end: a stalled upload or export gives its worker thread and
+    S3 multipart back instead of holding them until TCP gives up (hours;
+    gRPC's own server default pings every 2 hours).
+    """
+    return [
+        ("grpc.keepalive_time_ms", seconds * 1000),
+        ("grpc.keepalive_timeout_ms", min(seconds, 20) * 1000),
+        # What gRPC core enforces today (the keepalive timeout alone never fires; grpc/grpc#39239).
+        ("grpc.http2.ping_timeout_ms", min(seconds, 20) * 1000),
+        ("grpc.http2.max_pings_without_data", 0),  # a stalled stream sends no data, and must still be pinged
+    ]
+
+
 class App:
     """A started gRPC server with health and reflection."""
 
@@ -151,6 +169,7 @@ class App:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                *keepalive_options(settings.grpc_keepalive_seconds),
             ],
         )
         self.events = ChatEvents(stores.db.url)

@@ -107,9 +107,15 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                     token = identity.bind(who)
                 yield
             except Exception as exc:
-                code, status = to_status(exc)
-                if code is grpc.StatusCode.INTERNAL:  # a bug of ours, never the caller's mistake
-                    log.exception("%s failed: %s", method, status.message)
+                if isinstance(exc, grpc.RpcError) and not context.is_active():
+                    # A request stream broke because the caller went away (cancelled,
+                    # or its connection was lost): no one hears the answer, no bug of ours.
+                    code = grpc.StatusCode.CANCELLED
+                    status = status_pb2.Status(code=code_pb2.CANCELLED, message="the caller went away")
+                else:
+                    code, status = to_status(exc)
+                    if code is grpc.StatusCode.INTERNAL:  # a bug of ours, never the caller's mistake
+                        log.exception("%s failed: %s", method, status.message)
                 context.abort_with_status(rpc_status.to_status(status))
             finally:
                 if token is not None:
