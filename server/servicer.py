@@ -245,6 +245,8 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             snapshot_id=request.snapshot_id if point == "snapshot_id" else None,
             version=request.version if point == "version" else None,
             at_time=request.at_time.ToDatetime(tzinfo=UTC) if point == "at_time" else None,
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
         assert view.snapshot is not None
         return api.GetChatAtSnapshotResponse(
@@ -252,6 +254,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             title=view.title,
             messages=[convert.message(m) for m in view.messages],
             files=[convert.media_file(f) for f in view.files],
+            next_page_token=view.next_page_token,
         )
 
     def ListSnapshotsByDate(

@@ -128,9 +128,13 @@ class Reader:
         snapshot_id: str | None = None,
         version: int | None = None,
         at_time: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
     ) -> ChatView:
+        """The chat as it was; every message unless a page size asks for pages (by chat order)."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
+        size = check.page_size("page_size", page_size, default=0, maximum=MAX_PAGE)
         snap = check.uuid("snapshot_id", snapshot_id) if snapshot_id is not None else None
         if version is not None and version <= 0:
             check.fail("version", "must be 1 or more")
@@ -152,9 +156,23 @@ class Reader:
                 snapshot = tx.one("snapshot_at_time", {**params, "at_time": at_time}, Snapshot)
                 if snapshot is None:
                     raise NotFound(f"chat {chat_id} has no snapshot at or before {at_time}")
-            messages = messages_at(tx, identity, chat, snapshot.version)
+            # Pages belong to the snapshot the point resolved to.
+            scope = ("chat_at", identity.tenant_id, chat, snapshot.id)
+            after = paging.decode(page_token, scope, int) or 0
+            paged, limit = bool(size or page_token), size or DEFAULT_PAGE
+            messages: list[MessageVersion]
+            if paged:
+                window = {"version": snapshot.version, "after_position": after, "limit": limit + 1}
+                messages = tx.all("messages_at_version_page", {**params, **window}, MessageVersion)
+            else:
+                messages = messages_at(tx, identity, chat, snapshot.version)
             files: list[MediaFile] = tx.all("files_at_version", {**params, "version": snapshot.version}, MediaFile)
-            return ChatView(chat_id=chat, title=snapshot.title, snapshot=snapshot, messages=messages, files=files)
+        token = ""
+        if paged:
+            messages, token = paging.trim(messages, limit, scope, lambda m: m.position)
+        return ChatView(
+            chat_id=chat, title=snapshot.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
+        )
 
     def timeline(self, identity: Identity, chat_id: str, page_size: int, page_token: str, time_zone: str) -> Timeline:
         check = Checker()

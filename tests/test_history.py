@@ -213,3 +213,26 @@ def test_get_chat_pages_messages_in_chat_order_on_request(caller: Caller, chat_i
     assert pages == [["m0", "m1", "m2"], ["m4", "m5", "m6"], ["m7"]]
     bad = api.GetChatRequest(chat_id=chat_id, page_size=-1)
     assert rpc_error(caller.stub.GetChat, bad, metadata=caller.md).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_chat_at_a_snapshot_in_pages(caller: Caller, chat_id: str) -> None:
+    saved = [caller.save(chat_id, f"m{i}") for i in range(7)]
+    caller.delete(chat_id, saved[1].message.message_id)
+    point = caller.chat(chat_id).current_version  # m1 deleted, 6 messages in view
+    caller.save(chat_id, "later")  # not part of that point
+    caller.edit(chat_id, saved[0].message.message_id, "m0 edited later")
+    pages, token = [], ""
+    while True:
+        reply = caller.at(chat_id, version=point, page_size=4, page_token=token)
+        assert reply.snapshot.version == point
+        pages.append(contents(reply.messages))
+        token = reply.next_page_token
+        if not token:
+            break
+    assert pages == [["m0", "m2", "m3", "m4"], ["m5", "m6"]]
+    assert contents(caller.at(chat_id, version=point).messages) == ["m0", "m2", "m3", "m4", "m5", "m6"]
+    first = caller.at(chat_id, version=point, page_size=4)
+    # A token belongs to the point it was issued for.
+    other_point = rpc_error(caller.at, chat_id, version=point - 1, page_token=first.next_page_token)
+    assert other_point.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rpc_error(caller.at, chat_id, version=point, page_size=-1).code() == grpc.StatusCode.INVALID_ARGUMENT

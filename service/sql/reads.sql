@@ -24,6 +24,18 @@ JOIN tm_message_versions_view v ON v.id = latest.id
 WHERE NOT v.is_deleted
 ORDER BY v.position
 
+-- name: messages_at_version_page
+SELECT v.* FROM (
+    SELECT DISTINCT ON (message_id) id
+    FROM tm_message_versions
+    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND chat_version <= %(version)s
+    ORDER BY message_id, chat_version DESC
+) latest
+JOIN tm_message_versions_view v ON v.id = latest.id
+WHERE NOT v.is_deleted AND v.position > %(after_position)s
+ORDER BY v.position
+LIMIT %(limit)s
+
 -- name: message_versions_at_version
 -- Like messages_at_version, tombstones included: the state of every message
 -- ever seen by version N.

@@ -1116,12 +1116,18 @@ class GetChatAtSnapshotRequest(_message.Message):
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     AT_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
     snapshot_id: _builtins.str
     """A snapshot id of the chat."""
     version: _builtins.int
     """A version of the chat."""
+    page_size: _builtins.int
+    """Messages per page, at most 1000; 0 (the default) returns every message."""
+    page_token: _builtins.str
+    """Token from a previous response's next_page_token (same chat and point)."""
     @_builtins.property
     def at_time(self) -> _timestamp_pb2.Timestamp:
         """The latest snapshot at or before this time."""
@@ -1133,10 +1139,12 @@ class GetChatAtSnapshotRequest(_message.Message):
         snapshot_id: _builtins.str = ...,
         version: _builtins.int = ...,
         at_time: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "point", b"point", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "chat_id", b"chat_id", "point", b"point", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "chat_id", b"chat_id", "page_size", b"page_size", "page_token", b"page_token", "point", b"point", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_point: _TypeAlias = _typing.Literal["snapshot_id", "version", "at_time"]  # noqa: Y015
     _WhichOneofArgType_point: _TypeAlias = _typing.Literal["point", b"point"]  # noqa: Y015
@@ -1154,15 +1162,18 @@ class GetChatAtSnapshotResponse(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     """The title at that snapshot."""
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last one."""
     @_builtins.property
     def snapshot(self) -> _resources_pb2.Snapshot:
         """The snapshot shown."""
 
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MessageVersion]:
-        """Messages in view at that snapshot, in chat order."""
+        """Messages in view at that snapshot (or this page of them), in chat order."""
 
     @_builtins.property
     def files(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MediaFile]:
@@ -1175,10 +1186,11 @@ class GetChatAtSnapshotResponse(_message.Message):
         title: _builtins.str = ...,
         messages: _abc.Iterable[_resources_pb2.MessageVersion] | None = ...,
         files: _abc.Iterable[_resources_pb2.MediaFile] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "messages", b"messages", "snapshot", b"snapshot", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "messages", b"messages", "next_page_token", b"next_page_token", "snapshot", b"snapshot", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
