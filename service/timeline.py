@@ -45,7 +45,7 @@ def find_snapshot(tx: Transaction, identity: Identity, chat_id: UUID, snapshot_i
 def messages_at(tx: Transaction, identity: Identity, chat_id: UUID, version: int) -> list[MessageVersion]:
     rows: list[MessageVersion] = tx.all(
         "messages_at_version",
-        {"tenant_id": identity.tenant_id, "chat_id": chat_id, "version": version},
+        {"tenant_id": identity.tenant_id, "chat_id": chat_id, "version": version, "after_position": 0, "limit": None},
         MessageVersion,
     )
     return rows
@@ -163,7 +163,7 @@ class Reader:
             messages: list[MessageVersion]
             if paged:
                 window = {"version": snapshot.version, "after_position": after, "limit": limit + 1}
-                messages = tx.all("messages_at_version_page", {**params, **window}, MessageVersion)
+                messages = tx.all("messages_at_version", {**params, **window}, MessageVersion)
             else:
                 messages = messages_at(tx, identity, chat, snapshot.version)
             files: list[MediaFile] = tx.all("files_at_version", {**params, "version": snapshot.version}, MediaFile)

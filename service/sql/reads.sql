@@ -13,18 +13,8 @@ ORDER BY m.position
 LIMIT %(limit)s
 
 -- name: messages_at_version
--- The chat at version N from rows written at or before N only.
-SELECT v.* FROM (
-    SELECT DISTINCT ON (message_id) id
-    FROM tm_message_versions
-    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND chat_version <= %(version)s
-    ORDER BY message_id, chat_version DESC
-) latest
-JOIN tm_message_versions_view v ON v.id = latest.id
-WHERE NOT v.is_deleted
-ORDER BY v.position
-
--- name: messages_at_version_page
+-- The chat at version N from rows written at or before N only, in chat order
+-- after a position (0: from the start), `limit` of them (NULL: all).
 SELECT v.* FROM (
     SELECT DISTINCT ON (message_id) id
     FROM tm_message_versions
