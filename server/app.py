@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from generated.timemachine.v1 import service_pb2, service_pb2_grpc
+from server.admission import Admission
 from server.identity import Authenticator
 from server.interceptor import SERVICE, ServiceInterceptor
 from server.servicer import Product, TimeMachineServicer
@@ -51,7 +52,9 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents) -> Pro
         exporter=exporter,
         bundles=Bundles(stores.db, stores.vault, exporter),
         comparer=Comparer(stores.db),
-        watcher=Watcher(stores.db, events, max_watches=max(1, settings.grpc_workers // 2)),
+        # With transfers capped at half the threads (server/admission.py),
+        # a quarter for watches leaves short calls a quarter at least.
+        watcher=Watcher(stores.db, events, max_watches=max(1, settings.grpc_workers // 4)),
     )
 
 
@@ -164,7 +167,12 @@ class App:
         self.health = health.HealthServicer()
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-            interceptors=[ServiceInterceptor(Authenticator(settings.auth_mode, settings.jwt_secret))],
+            interceptors=[
+                ServiceInterceptor(
+                    Authenticator(settings.auth_mode, settings.jwt_secret),
+                    Admission(transfer_slots=max(1, settings.grpc_workers // 2)),
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import grpc
@@ -21,6 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server import identity
+from server.admission import Admission
 from service import errors
 
 log = logging.getLogger("timemachine.access")
@@ -83,8 +84,9 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, authenticator: identity.Authenticator) -> None:
+    def __init__(self, authenticator: identity.Authenticator, admission: Admission) -> None:
         self.authenticator = authenticator
+        self.admission = admission
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -105,7 +107,8 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                         context.invocation_metadata(), user_required=name in USER_REQUIRED
                     )
                     token = identity.bind(who)
-                yield
+                with self.admission.admit(name) if guarded else nullcontext():
+                    yield
             except Exception as exc:
                 if isinstance(exc, grpc.RpcError) and not context.is_active():
                     # A request stream broke because the caller went away (cancelled,

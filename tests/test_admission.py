@@ -1,0 +1,67 @@
+"""Transfers take at most half the worker threads; short calls always find one."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from generated.timemachine.v1 import resources_pb2 as pb
+from generated.timemachine.v1 import service_pb2 as api
+from generated.timemachine.v1 import service_pb2_grpc
+from server.app import App
+from service.config import Settings
+from tests.conftest import Caller, Stack
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_server(stack: Stack) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
+    """4 worker threads: 2 for transfers, 1 for watches, the rest for short calls."""
+    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", grpc_workers=4, export_workers=0)
+    app = App(settings, stack.stores)
+    app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+    yield service_pb2_grpc.TimeMachineServiceStub(channel)
+    channel.close()
+    app.stop(grace=1)
+
+
+def test_transfers_over_the_cap_are_told_to_retry_and_short_calls_still_answer(
+    caller: Caller, chat_id: str, small_server: service_pb2_grpc.TimeMachineServiceStub
+) -> None:
+    file_id = caller.upload(chat_id, "big.bin", os.urandom(24 * MiB)).file.id
+    request = api.DownloadFileRequest(file_id=file_id)
+    # Two slow readers: each stream is open, its server thread blocked on flow control.
+    slow = [small_server.DownloadFile(request, metadata=caller.md) for _ in range(2)]
+    for stream in slow:
+        next(stream)
+    third = small_server.DownloadFile(request, metadata=caller.md)
+    with pytest.raises(grpc.RpcError) as refused:
+        next(third)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    status = rpc_status.from_call(refused.value)
+    assert status is not None and any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+    started = time.monotonic()
+    saved = small_server.SaveMessage(
+        api.SaveMessageRequest(chat_id=chat_id, content="still here", role=pb.MESSAGE_ROLE_USER), metadata=caller.md
+    )
+    assert saved.snapshot.version > 0 and time.monotonic() - started < 5
+    slow[0].cancel()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the cancelled stream gives its slot back
+        try:
+            received = sum(len(r.chunk) for r in small_server.DownloadFile(request, metadata=caller.md))
+            break
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE
+            time.sleep(0.2)
+    assert received == 24 * MiB
+    slow[1].cancel()
