@@ -11,7 +11,8 @@ cap is told UNAVAILABLE, with a retry delay, at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from service.errors import Unavailable
@@ -36,3 +37,39 @@ class Admission:
             yield
         finally:
             self._slots.release()
+
+
+class IdleGuard:
+    """Cancels a call whose client sends nothing for `seconds` while we wait for it.
+
+    A client that stays connected (so it answers keepalive pings) but stops
+    sending mid-upload would hold a transfer slot and an S3 multipart upload
+    for ever. Only time spent waiting on the client counts: a slow store on
+    our side never trips it. Cancelling ends the call as a client's cancel
+    does, and the upload cleans up after itself.
+    """
+
+    def __init__(self, cancel: Callable[[], object], seconds: float) -> None:
+        self._cancel = cancel
+        self._seconds = seconds
+        self._waiting_since: float | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="idle-guard", daemon=True)
+        self._thread.start()
+
+    def waiting(self) -> None:
+        self._waiting_since = time.monotonic()
+
+    def received(self) -> None:
+        self._waiting_since = None
+
+    def _run(self) -> None:
+        while not self._done.wait(min(1.0, self._seconds / 4)):
+            since = self._waiting_since
+            if since is not None and time.monotonic() - since > self._seconds:
+                self._cancel()
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)

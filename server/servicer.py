@@ -11,6 +11,7 @@ from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
+from server.admission import IdleGuard
 from service.compare import Comparer
 from service.errors import FieldViolation, InvalidArgument
 from service.events import Watcher
@@ -67,8 +68,9 @@ def _framed(stream: ExportStream, message: Any) -> Iterator[Any]:
 
 
 class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
-    def __init__(self, product: Product) -> None:
+    def __init__(self, product: Product, upload_idle_seconds: float = 60.0) -> None:
         self.p = product
+        self.upload_idle_seconds = upload_idle_seconds
 
     def SaveMessage(self, request: api.SaveMessageRequest, context: Any) -> api.SaveMessageResponse:
         message, snapshot = self.p.history.save_message(
@@ -175,16 +177,26 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             options=_options(first),
         )
 
+        guard = IdleGuard(context.cancel, self.upload_idle_seconds)
+
         def chunks() -> Iterator[bytes]:
             if first.chunk:
                 yield first.chunk
-            for message in request_iterator:
+            while True:
+                guard.waiting()
+                message = next(request_iterator, None)
+                guard.received()
+                if message is None:
+                    return
                 if message.chunk:
                     yield message.chunk
 
-        # A client's cancel can end the request iterator as if the stream were
-        # complete (grpc/grpc#33038); the upload asks again before it commits.
-        row, snapshot = self.p.files.upload(identity.current(), header, chunks(), still_wanted=context.is_active)
+        try:
+            # A client's cancel can end the request iterator as if the stream were
+            # complete (grpc/grpc#33038); the upload asks again before it commits.
+            row, snapshot = self.p.files.upload(identity.current(), header, chunks(), still_wanted=context.is_active)
+        finally:
+            guard.close()
         return api.UploadFileResponse(file=convert.media_file(row), snapshot=convert.snapshot(snapshot))
 
     # The three chunk streams yield bare bytes for chunk messages (encoded by

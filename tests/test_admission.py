@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,7 +18,8 @@ from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from service.config import Settings
-from tests.conftest import Caller, Stack
+from tests.conftest import Caller, Stack, upload_stream
+from tests.test_files import incomplete_uploads, rows
 
 MiB = 1024 * 1024
 
@@ -65,3 +67,44 @@ def test_transfers_over_the_cap_are_told_to_retry_and_short_calls_still_answer(
             time.sleep(0.2)
     assert received == 24 * MiB
     slow[1].cancel()
+
+
+@pytest.fixture
+def impatient_server(stack: Stack) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
+    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", upload_idle_seconds=1, export_workers=0)
+    app = App(settings, stack.stores)
+    app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+    yield service_pb2_grpc.TimeMachineServiceStub(channel)
+    channel.close()
+    app.stop(grace=1)
+
+
+def test_an_upload_that_stops_sending_is_cancelled_and_leaves_nothing(
+    stack: Stack, caller: Caller, chat_id: str, impatient_server: service_pb2_grpc.TimeMachineServiceStub
+) -> None:
+    """The client stays connected (it would answer pings) but sends nothing more."""
+    release = threading.Event()
+
+    def stalls() -> Iterator[api.UploadFileRequest]:
+        yield from upload_stream(chat_id, "stalled.bin", os.urandom(10 * MiB), chunk_size=MiB)
+        release.wait(30)
+
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as ended:
+        impatient_server.UploadFile(stalls(), metadata=caller.md)
+    release.set()
+    assert ended.value.code() == grpc.StatusCode.CANCELLED and time.monotonic() - started < 15
+    deadline = time.monotonic() + 10
+    while incomplete_uploads(stack) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert incomplete_uploads(stack) == []
+    assert rows(stack, caller.tenant_id, "select count(*) from tm_files") == [(0,)]
+
+    # A slow but steady upload (each gap under the limit) is not cut off.
+    def steady() -> Iterator[api.UploadFileRequest]:
+        for message in upload_stream(chat_id, "steady.bin", os.urandom(3 * MiB), chunk_size=MiB):
+            time.sleep(0.5)
+            yield message
+
+    assert impatient_server.UploadFile(steady(), metadata=caller.md).file.size_bytes == 3 * MiB
