@@ -6,7 +6,9 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import grpc
 import pytest
@@ -24,16 +26,24 @@ from tests.test_files import incomplete_uploads, rows
 MiB = 1024 * 1024
 
 
+@contextmanager
+def serving(stack: Stack, **settings: Any) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
+    """A second server over the session's stores, with some settings changed."""
+    app = App(replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0, **settings), stack.stores)
+    app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+    try:
+        yield service_pb2_grpc.TimeMachineServiceStub(channel)
+    finally:
+        channel.close()
+        app.stop(grace=1)
+
+
 @pytest.fixture
 def small_server(stack: Stack) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
     """4 worker threads: 2 for transfers, 1 for watches, the rest for short calls."""
-    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", grpc_workers=4, export_workers=0)
-    app = App(settings, stack.stores)
-    app.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
-    yield service_pb2_grpc.TimeMachineServiceStub(channel)
-    channel.close()
-    app.stop(grace=1)
+    with serving(stack, grpc_workers=4) as stub:
+        yield stub
 
 
 def test_transfers_over_the_cap_are_told_to_retry_and_short_calls_still_answer(
@@ -71,13 +81,8 @@ def test_transfers_over_the_cap_are_told_to_retry_and_short_calls_still_answer(
 
 @pytest.fixture
 def impatient_server(stack: Stack) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
-    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", upload_idle_seconds=1, export_workers=0)
-    app = App(settings, stack.stores)
-    app.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
-    yield service_pb2_grpc.TimeMachineServiceStub(channel)
-    channel.close()
-    app.stop(grace=1)
+    with serving(stack, upload_idle_seconds=1) as stub:
+        yield stub
 
 
 def test_an_upload_that_stops_sending_is_cancelled_and_leaves_nothing(
