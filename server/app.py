@@ -182,7 +182,7 @@ class App:
         )
         self.events = ChatEvents(stores.db.url)
         product = build_product(settings, stores, self.events)
-        servicer = TimeMachineServicer(product, upload_idle_seconds=settings.upload_idle_seconds)
+        servicer = TimeMachineServicer(product, stream_idle_seconds=settings.stream_idle_seconds)
         self.workers = [
             ExportWorker(stores.db, stores.vault, product.exporter, lease_seconds=settings.export_lease_seconds)
             for _ in range(settings.export_workers)

@@ -68,9 +68,24 @@ def _framed(stream: ExportStream, message: Any) -> Iterator[Any]:
 
 
 class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
-    def __init__(self, product: Product, upload_idle_seconds: float = 60.0) -> None:
+    def __init__(self, product: Product, stream_idle_seconds: float = 60.0) -> None:
         self.p = product
-        self.upload_idle_seconds = upload_idle_seconds
+        self.stream_idle_seconds = stream_idle_seconds
+
+    def _paced(self, messages: Iterator[Any], context: Any) -> Iterator[Any]:
+        """`messages`, the call cancelled if the client takes too long to accept one.
+
+        A client that stays connected but stops reading would hold a transfer
+        slot for ever: gRPC waits for it before asking for the next message.
+        """
+        guard = IdleGuard(context.cancel, self.stream_idle_seconds)
+        try:
+            for message in messages:
+                guard.waiting()
+                yield message
+                guard.received()
+        finally:
+            guard.close()
 
     def SaveMessage(self, request: api.SaveMessageRequest, context: Any) -> api.SaveMessageResponse:
         message, snapshot = self.p.history.save_message(
@@ -177,7 +192,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             options=_options(first),
         )
 
-        guard = IdleGuard(context.cancel, self.upload_idle_seconds)
+        guard = IdleGuard(context.cancel, self.stream_idle_seconds)
 
         def chunks() -> Iterator[bytes]:
             if first.chunk:
@@ -210,7 +225,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         yield api.DownloadFileResponse(file=convert.media_file(row, with_text=False))
         if first:
             yield first  # a bare chunk: see server/app.py, chunked_streams
-        yield from chunks
+        yield from self._paced(chunks, context)
 
     def GetFileDownloadUrl(
         self, request: api.GetFileDownloadUrlRequest, context: Any
@@ -348,7 +363,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     ) -> Iterator[api.ExportChatResponse | bytes]:
         exporter = self.p.exporter
         stream = exporter.render(exporter.plan(identity.current(), _export_request(request)))
-        yield from _framed(stream, api.ExportChatResponse)
+        yield from self._paced(_framed(stream, api.ExportChatResponse), context)
 
     def CreateExport(self, request: api.CreateExportRequest, context: Any) -> api.CreateExportResponse:
         created = self.p.bundles.create(identity.current(), _export_request(request), request.expires_in_seconds)
@@ -360,7 +375,8 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     def DownloadExport(  # type: ignore[override]
         self, request: api.DownloadExportRequest, context: Any
     ) -> Iterator[api.DownloadExportResponse | bytes]:
-        yield from _framed(self.p.bundles.download(identity.current(), request.bundle_id), api.DownloadExportResponse)
+        stream = self.p.bundles.download(identity.current(), request.bundle_id)
+        yield from self._paced(_framed(stream, api.DownloadExportResponse), context)
 
     def VerifyChat(self, request: api.VerifyChatRequest, context: Any) -> api.VerifyChatResponse:
         report = self.p.verifier.verify(identity.current(), request.chat_id)

@@ -37,7 +37,7 @@ class Settings:
     db_pool_max: int
     grpc_workers: int
     grpc_keepalive_seconds: int
-    upload_idle_seconds: int
+    stream_idle_seconds: int
     max_message_bytes: int
     max_upload_bytes: int
     log_level: str
@@ -67,7 +67,7 @@ class Settings:
             db_pool_max=_int("TM_DB_POOL_MAX", 16),
             grpc_workers=_int("TM_GRPC_WORKERS", 32),
             grpc_keepalive_seconds=_int("TM_GRPC_KEEPALIVE_SECONDS", 60),
-            upload_idle_seconds=_int("TM_UPLOAD_IDLE_SECONDS", 60),
+            stream_idle_seconds=_int("TM_STREAM_IDLE_SECONDS", 60),
             max_message_bytes=_int("TM_MAX_MESSAGE_BYTES", 1024 * 1024),
             max_upload_bytes=_int("TM_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
             log_level=os.environ.get("TM_LOG_LEVEL", "INFO").upper(),

@@ -81,7 +81,7 @@ def test_transfers_over_the_cap_are_told_to_retry_and_short_calls_still_answer(
 
 @pytest.fixture
 def impatient_server(stack: Stack) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
-    with serving(stack, upload_idle_seconds=1) as stub:
+    with serving(stack, stream_idle_seconds=1) as stub:
         yield stub
 
 
@@ -113,3 +113,26 @@ def test_an_upload_that_stops_sending_is_cancelled_and_leaves_nothing(
             yield message
 
     assert impatient_server.UploadFile(steady(), metadata=caller.md).file.size_bytes == 3 * MiB
+
+
+def test_downloads_nobody_reads_are_cancelled_and_free_their_slots(stack: Stack, caller: Caller, chat_id: str) -> None:
+    file_id = caller.upload(chat_id, "unread.bin", os.urandom(24 * MiB)).file.id
+    request = api.DownloadFileRequest(file_id=file_id)
+    with serving(stack, grpc_workers=4, stream_idle_seconds=1) as server:
+        unread = [server.DownloadFile(request, metadata=caller.md) for _ in range(2)]
+        for stream in unread:
+            next(stream)  # the header, then the reader stops reading
+        deadline = time.monotonic() + 15
+        while True:  # both slots were taken; they come back once the idle readers are cut off
+            try:
+                received = sum(len(r.chunk) for r in server.DownloadFile(request, metadata=caller.md))
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert received == 24 * MiB
+        for stream in unread:
+            with pytest.raises(grpc.RpcError) as ended:
+                for _ in stream:
+                    pass
+            assert ended.value.code() == grpc.StatusCode.CANCELLED
