@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 
 from generated.timemachine.v1 import resources_pb2 as pb
@@ -24,6 +26,7 @@ from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App, Stores
 from server.bootstrap import Runtime
 from service.config import Settings
+from service.database import APP_ROLE
 
 
 @dataclass
@@ -164,3 +167,37 @@ def rpc_error(call: object, *args: object, **kwargs: object) -> grpc.RpcError:
 
 
 os.environ.setdefault("TM_LOG_LEVEL", "WARNING")
+
+
+@dataclass
+class Served:
+    address: str
+    stub: service_pb2_grpc.TimeMachineServiceStub
+
+
+@contextmanager
+def serving(stack: Stack, **settings: Any) -> Iterator[Served]:
+    """A second server over the session's stores, with some settings changed."""
+    app = App(replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0, **settings), stack.stores)
+    app.start()
+    address = f"127.0.0.1:{app.port}"
+    channel = grpc.insecure_channel(address)
+    try:
+        yield Served(address, service_pb2_grpc.TimeMachineServiceStub(channel))
+    finally:
+        channel.close()
+        app.stop(grace=1)
+
+
+def rows(stack: Stack, tenant_id: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows as the database holds them, seen as the service role for one tenant."""
+    with psycopg.connect(stack.runtime.database_url) as conn, conn.transaction():
+        conn.execute(f"set local role {APP_ROLE}")
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (tenant_id,))
+        return conn.execute(sql, params).fetchall()
+
+
+def incomplete_uploads(stack: Stack) -> list[Any]:
+    vault = stack.stores.vault
+    uploads: list[Any] = vault.client.list_multipart_uploads(Bucket=vault.bucket).get("Uploads", [])
+    return uploads

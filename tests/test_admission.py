@@ -6,9 +6,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
-from typing import Any
 
 import grpc
 import pytest
@@ -18,32 +15,16 @@ from grpc_status import rpc_status
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
-from server.app import App
-from service.config import Settings
-from tests.conftest import Caller, Stack, upload_stream
-from tests.test_files import incomplete_uploads, rows
+from tests.conftest import Caller, Stack, incomplete_uploads, rows, serving, upload_stream
 
 MiB = 1024 * 1024
-
-
-@contextmanager
-def serving(stack: Stack, **settings: Any) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
-    """A second server over the session's stores, with some settings changed."""
-    app = App(replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0, **settings), stack.stores)
-    app.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
-    try:
-        yield service_pb2_grpc.TimeMachineServiceStub(channel)
-    finally:
-        channel.close()
-        app.stop(grace=1)
 
 
 @pytest.fixture
 def small_server(stack: Stack) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
     """4 worker threads: 2 for transfers, 1 for watches, the rest for short calls."""
-    with serving(stack, grpc_workers=4) as stub:
-        yield stub
+    with serving(stack, grpc_workers=4) as served:
+        yield served.stub
 
 
 def test_transfers_over_the_cap_are_told_to_retry_and_short_calls_still_answer(
@@ -81,8 +62,8 @@ def test_transfers_over_the_cap_are_told_to_retry_and_short_calls_still_answer(
 
 @pytest.fixture
 def impatient_server(stack: Stack) -> Iterator[service_pb2_grpc.TimeMachineServiceStub]:
-    with serving(stack, stream_idle_seconds=1) as stub:
-        yield stub
+    with serving(stack, stream_idle_seconds=1) as served:
+        yield served.stub
 
 
 def test_an_upload_that_stops_sending_is_cancelled_and_leaves_nothing(
@@ -118,7 +99,8 @@ def test_an_upload_that_stops_sending_is_cancelled_and_leaves_nothing(
 def test_downloads_nobody_reads_are_cancelled_and_free_their_slots(stack: Stack, caller: Caller, chat_id: str) -> None:
     file_id = caller.upload(chat_id, "unread.bin", os.urandom(24 * MiB)).file.id
     request = api.DownloadFileRequest(file_id=file_id)
-    with serving(stack, grpc_workers=4, stream_idle_seconds=1) as server:
+    with serving(stack, grpc_workers=4, stream_idle_seconds=1) as served:
+        server = served.stub
         unread = [server.DownloadFile(request, metadata=caller.md) for _ in range(2)]
         for stream in unread:
             next(stream)  # the header, then the reader stops reading

@@ -13,35 +13,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import psycopg
 import pytest
 from PIL import Image
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
-from service.database import APP_ROLE
 from service.errors import Cancelled, ResourceExhausted
 from service.files import Files, UploadHeader
 from service.models import FileSource, Identity
 from service.vault import Vault
 from service.writes import WriteOptions
-from tests.conftest import Caller, Stack, rpc_error, upload_stream
+from tests.conftest import Caller, Stack, incomplete_uploads, rows, rpc_error, upload_stream
 
 MiB = 1024 * 1024
-
-
-def rows(stack: Stack, tenant_id: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows as the database holds them, seen as the service role for one tenant."""
-    with psycopg.connect(stack.runtime.database_url) as conn, conn.transaction():
-        conn.execute(f"set local role {APP_ROLE}")
-        conn.execute("select set_config('app.current_tenant_id', %s, true)", (tenant_id,))
-        return conn.execute(sql, params).fetchall()
-
-
-def incomplete_uploads(stack: Stack) -> list[Any]:
-    vault = stack.stores.vault
-    uploads: list[Any] = vault.client.list_multipart_uploads(Bucket=vault.bucket).get("Uploads", [])
-    return uploads
 
 
 @pytest.mark.parametrize("size", [0, 1000, 40 * MiB], ids=["empty", "small", "40MiB"])

@@ -10,15 +10,11 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from server.app import App
-from service.config import Settings
-from tests.conftest import Stack
-from tests.test_files import incomplete_uploads, rows
+from tests.conftest import Stack, incomplete_uploads, rows, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,11 +39,8 @@ CLIENT = textwrap.dedent(
 
 @pytest.fixture
 def quick_keepalive_server(stack: Stack) -> Iterator[str]:
-    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", grpc_keepalive_seconds=1, export_workers=0)
-    app = App(settings, stack.stores)
-    app.start()
-    yield f"127.0.0.1:{app.port}"
-    app.stop(grace=1)
+    with serving(stack, grpc_keepalive_seconds=1) as served:
+        yield served.address
 
 
 @pytest.mark.slow
