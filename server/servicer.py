@@ -299,7 +299,12 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
 
     def CompareSnapshots(self, request: api.CompareSnapshotsRequest, context: Any) -> api.CompareSnapshotsResponse:
         c = self.p.comparer.compare(
-            identity.current(), request.chat_id, request.from_snapshot_id, request.to_snapshot_id
+            identity.current(),
+            request.chat_id,
+            request.from_snapshot_id,
+            request.to_snapshot_id,
+            request.page_size,
+            request.page_token,
         )
         return api.CompareSnapshotsResponse(
             added_messages=[convert.message(m) for m in c.added_messages],
@@ -318,6 +323,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             title_changed=c.from_title != c.to_title,
             from_title=c.from_title,
             to_title=c.to_title,
+            next_page_token=c.next_page_token,
         )
 
     def WatchChat(self, request: api.WatchChatRequest, context: Any) -> Iterator[api.WatchChatResponse]:

@@ -1,12 +1,20 @@
-"""CompareSnapshots: what changed between two points of a chat's history."""
+"""CompareSnapshots: what changed between two points of a chat's history.
+
+The message differences are computed in SQL in one pass over the chat
+(service/sql/states.sql, message_changes), so only changed messages travel,
+and they page by chat position. File differences come with the first page.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
 
+from service import paging, states
 from service.database import Database
 from service.models import Identity, MediaFile, MessageVersion
-from service.timeline import find_snapshot, messages_at, require_chat
+from service.timeline import MAX_PAGE, find_snapshot, require_chat
 from service.validation import Checker
 
 
@@ -20,42 +28,75 @@ class Comparison:
     changed_files: list[tuple[MediaFile, MediaFile]] = field(default_factory=list)
     from_title: str = ""
     to_title: str = ""
+    next_page_token: str = ""
+
+
+def _version(row: dict[str, Any]) -> MessageVersion:
+    fields = dict(row)
+    del fields["change"]
+    return MessageVersion(**fields)
 
 
 class Comparer:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def compare(self, identity: Identity, chat_id: str, from_snapshot_id: str, to_snapshot_id: str) -> Comparison:
+    def compare(
+        self,
+        identity: Identity,
+        chat_id: str,
+        from_snapshot_id: str,
+        to_snapshot_id: str,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Comparison:
+        """Every change unless a page size asks for pages (of changed messages, in chat order)."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
         first = check.uuid("from_snapshot_id", from_snapshot_id)
         last = check.uuid("to_snapshot_id", to_snapshot_id)
+        size = check.page_size("page_size", page_size, default=0, maximum=MAX_PAGE)
         check.done()
         assert chat is not None and first is not None and last is not None
-        with self.db.transaction(identity.tenant_id) as tx:
+        scope = ("compare", identity.tenant_id, chat, first, last)
+        after = paging.decode(page_token, scope, int) or 0
+        paged = bool(size or page_token)
+        limit = size or 100
+        tenant = identity.tenant_id
+        with self.db.transaction(tenant) as tx:
             require_chat(tx, identity, chat)
             before_snapshot = find_snapshot(tx, identity, chat, first, "from_snapshot_id")
             after_snapshot = find_snapshot(tx, identity, chat, last, "to_snapshot_id")
-            before = {m.message_id: m for m in messages_at(tx, identity, chat, before_snapshot.version)}
-            after = {m.message_id: m for m in messages_at(tx, identity, chat, after_snapshot.version)}
-            params = {"tenant_id": identity.tenant_id, "chat_id": chat}
-            files_before = {
-                f.original_name: f
-                for f in tx.all("files_at_version", {**params, "version": before_snapshot.version}, MediaFile)
-            }
-            files_after = {
-                f.original_name: f
-                for f in tx.all("files_at_version", {**params, "version": after_snapshot.version}, MediaFile)
-            }
+            rows: list[dict[str, Any]] = tx.all(
+                "message_changes",
+                {
+                    "tenant_id": tenant,
+                    "chat_id": chat,
+                    "from_version": before_snapshot.version,
+                    "to_version": after_snapshot.version,
+                    "after_position": after,
+                    # An edit is two rows: this many hold `limit` messages and the next one's first row.
+                    "limit": 2 * limit + 2 if paged else None,
+                },
+            )
+            files_before: dict[str, MediaFile] = {}
+            files_after: dict[str, MediaFile] = {}
+            if not page_token:
+                files_before = {f.original_name: f for f in states.files_at(tx, tenant, chat, before_snapshot.version)}
+                files_after = {f.original_name: f for f in states.files_at(tx, tenant, chat, after_snapshot.version)}
         result = Comparison(from_title=before_snapshot.title, to_title=after_snapshot.title)
-        result.added_messages = [m for k, m in after.items() if k not in before]
-        result.removed_messages = [m for k, m in before.items() if k not in after]
-        result.edited_messages = [
-            (before[k], m)
-            for k, m in after.items()
-            if k in before and (before[k].role, before[k].content) != (m.role, m.content)
-        ]
+        changes = [(position, list(group)) for position, group in groupby(rows, key=lambda r: r["position"])]
+        if paged and len(changes) > limit:
+            changes = changes[:limit]
+            result.next_page_token = paging.encode(changes[-1][0], scope)
+        for _, group in changes:
+            kinds = {row["change"]: _version(row) for row in group}
+            if "added" in kinds:
+                result.added_messages.append(kinds["added"])
+            elif "removed" in kinds:
+                result.removed_messages.append(kinds["removed"])
+            else:
+                result.edited_messages.append((kinds["before"], kinds["after"]))
         result.added_files = [f for k, f in files_after.items() if k not in files_before]
         result.removed_files = [f for k, f in files_before.items() if k not in files_after]
         result.changed_files = [

@@ -41,9 +41,12 @@ class Transaction:
             cur.execute(query(name), params)
             return cur.fetchone()
 
-    def all(self, name: str, params: Params = None, row: type[T] | None = None) -> list[Any]:
+    def all(
+        self, name: str, params: Params = None, row: type[T] | None = None, *, prepare: bool | None = None
+    ) -> list[Any]:
+        """All rows; `prepare=False` plans with the values (psycopg otherwise prepares a query it runs often)."""
         with self._cursor(row) as cur:
-            cur.execute(query(name), params)
+            cur.execute(query(name), params, prepare=prepare)
             return cur.fetchall()
 
     def stream(self, name: str, params: Params = None, row: type[T] | None = None) -> Iterator[Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from service import preview
+from service import preview, states
 from service.database import Database, Transaction
 from service.errors import Cancelled, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from service.models import FileSource, Identity, MediaFile, Snapshot, Trigger
@@ -266,23 +266,17 @@ class Files:
         check.done()
         assert chat is not None
         with self.db.transaction(identity.tenant_id) as tx:
-            require_chat(tx, identity, chat)
-            rows: list[MediaFile] = tx.all(
-                "current_files", {"tenant_id": identity.tenant_id, "chat_id": chat}, MediaFile
-            )
-            return rows
+            head = require_chat(tx, identity, chat)
+            return states.files_at(tx, identity.tenant_id, chat, head.head_version)
 
     def versions(self, identity: Identity, chat_id: str, name: str) -> list[MediaFile]:
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
         check.text("name", name, max_bytes=MAX_NAME_BYTES, required=True)
         check.done()
+        assert chat is not None
         with self.db.transaction(identity.tenant_id) as tx:
-            rows: list[MediaFile] = tx.all(
-                "file_versions",
-                {"tenant_id": identity.tenant_id, "chat_id": chat, "original_name": name},
-                MediaFile,
-            )
+            rows = states.file_versions(tx, identity.tenant_id, chat, name=name)[::-1]
         if not rows:
             raise NotFound(f"chat {chat_id} has no file named {name!r}")
         return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID, uuid4
 
+from service import states
 from service.database import Database
 from service.errors import AlreadyExists
 from service.models import Identity, MessageVersion, Role, Snapshot, Trigger
@@ -188,13 +189,8 @@ class History:
 
     @staticmethod
     def _replayed_message(write_tx: Any, identity: Identity, snapshot: Snapshot) -> tuple[MessageVersion, Snapshot]:
-        message: MessageVersion = write_tx.one(
-            "message_version_of_snapshot",
-            {
-                "tenant_id": identity.tenant_id,
-                "snapshot_id": snapshot.id,
-                "message_id": snapshot.trigger_message_id,
-            },
-            MessageVersion,
+        assert snapshot.trigger_message_id is not None
+        (message,) = states.message_versions(
+            write_tx, identity.tenant_id, snapshot.chat_id, snapshot.trigger_message_id, chat_version=snapshot.version
         )
         return message, snapshot

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
+from service import states
 from service.database import Database
 from service.errors import FieldViolation, InvalidArgument, NotFound
 from service.models import (
@@ -133,17 +134,15 @@ class Restorer:
     ) -> int:
         if scope in (Scope.SINGLE_FILE, Scope.FILES_ONLY):
             return 0
+        tenant, chat = write.head.tenant_id, write.head.chat_id
         at_target: dict[UUID, MessageVersion] = {
-            row.message_id: row
-            for row in write.tx.all(
-                "message_versions_at_version", {**write.params, "version": target.version}, MessageVersion
-            )
+            row.message_id: row for row in states.messages_at(write.tx, tenant, chat, target.version, with_deleted=True)
         }
         heads: dict[UUID, MessageHead] = {
             row.message_id: row for row in write.tx.all("all_message_heads", write.params, MessageHead)
         }
         current: dict[UUID, MessageVersion] = {
-            row.message_id: row for row in write.tx.all("current_messages", write.params, MessageVersion)
+            row.message_id: row for row in states.messages_at(write.tx, tenant, chat, write.head.head_version)
         }
         if scope is Scope.FULL_CHAT:
             chosen = sorted(set(heads), key=lambda m: heads[m].position)
@@ -209,15 +208,15 @@ class Restorer:
     def _restore_files(self, write: Write, target: Snapshot, scope: Scope, file_ids: list[UUID]) -> int:
         if scope in (Scope.SINGLE_MESSAGE, Scope.MESSAGE_RANGE):
             return 0
+        tenant, chat = write.head.tenant_id, write.head.chat_id
         at_target: dict[str, MediaFile] = {
-            row.original_name: row
-            for row in write.tx.all("files_at_version", {**write.params, "version": target.version}, MediaFile)
+            row.original_name: row for row in states.files_at(write.tx, tenant, chat, target.version)
         }
         heads: dict[str, FileHead] = {
             row.original_name: row for row in write.tx.all("all_file_heads", write.params, FileHead)
         }
         current: dict[str, MediaFile] = {
-            row.original_name: row for row in write.tx.all("current_files", write.params, MediaFile)
+            row.original_name: row for row in states.files_at(write.tx, tenant, chat, write.head.head_version)
         }
         if scope is Scope.SINGLE_FILE:
             by_id = {row.id: row for row in at_target.values()}

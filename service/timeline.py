@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from service import paging
+from service import paging, states
 from service.database import Database, Transaction
 from service.errors import FieldViolation, InvalidArgument, NotFound
 from service.models import (
     ChatHead,
     ChatView,
     Identity,
-    MediaFile,
     MessageVersion,
     RestoreRecord,
     Snapshot,
@@ -42,15 +41,6 @@ def find_snapshot(tx: Transaction, identity: Identity, chat_id: UUID, snapshot_i
     return snapshot
 
 
-def messages_at(tx: Transaction, identity: Identity, chat_id: UUID, version: int) -> list[MessageVersion]:
-    rows: list[MessageVersion] = tx.all(
-        "messages_at_version",
-        {"tenant_id": identity.tenant_id, "chat_id": chat_id, "version": version, "after_position": 0, "limit": None},
-        MessageVersion,
-    )
-    return rows
-
-
 def _restore_key(key: list[object]) -> tuple[datetime, UUID]:
     try:
         return datetime.fromisoformat(str(key[0])), UUID(str(key[1]))
@@ -72,20 +62,17 @@ class Reader:
         scope = ("chat", identity.tenant_id, chat)
         after = paging.decode(page_token, scope, int) or 0
         paged, limit = bool(size or page_token), size or DEFAULT_PAGE
-        params = {"tenant_id": identity.tenant_id, "chat_id": chat}
         with self.db.transaction(identity.tenant_id) as tx:
             head = require_chat(tx, identity, chat)
             snapshot = None
             if head.head_snapshot_id is not None:
                 snapshot = find_snapshot(tx, identity, chat, head.head_snapshot_id, "snapshot_id")
-            messages: list[MessageVersion]
-            if paged:
-                messages = tx.all(
-                    "current_messages_page", {**params, "after_position": after, "limit": limit + 1}, MessageVersion
-                )
-            else:
-                messages = tx.all("current_messages", params, MessageVersion)
-            files: list[MediaFile] = tx.all("current_files", params, MediaFile)
+            # The chat at its head version: a write committing meanwhile is not half seen.
+            tenant = identity.tenant_id
+            messages = states.messages_at(
+                tx, tenant, chat, head.head_version, after_position=after, limit=limit + 1 if paged else None
+            )
+            files = states.files_at(tx, tenant, chat, head.head_version)
         token = ""
         if paged:
             messages, token = paging.trim(messages, limit, scope, lambda m: m.position)
@@ -105,14 +92,16 @@ class Reader:
         scope = ("message_versions", identity.tenant_id, chat, message)
         before = paging.decode(page_token, scope, int)
         paged, limit = bool(size or page_token), size or DEFAULT_PAGE
-        params = {"tenant_id": identity.tenant_id, "chat_id": chat, "message_id": message}
+        assert chat is not None and message is not None
         with self.db.transaction(identity.tenant_id) as tx:
-            rows: list[MessageVersion]
-            if paged:
-                window = {"before_version": before if before is not None else 2**62, "limit": limit + 1}
-                rows = tx.all("message_versions_page", {**params, **window}, MessageVersion)
-            else:
-                rows = tx.all("message_versions", params, MessageVersion)
+            rows = states.message_versions(
+                tx,
+                identity.tenant_id,
+                chat,
+                message,
+                before_version=before if before is not None else states.NEWEST,
+                limit=limit + 1 if paged else None,
+            )
         if not rows and before is None:
             raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
         token = ""
@@ -160,13 +149,10 @@ class Reader:
             scope = ("chat_at", identity.tenant_id, chat, snapshot.id)
             after = paging.decode(page_token, scope, int) or 0
             paged, limit = bool(size or page_token), size or DEFAULT_PAGE
-            messages: list[MessageVersion]
-            if paged:
-                window = {"version": snapshot.version, "after_position": after, "limit": limit + 1}
-                messages = tx.all("messages_at_version", {**params, **window}, MessageVersion)
-            else:
-                messages = messages_at(tx, identity, chat, snapshot.version)
-            files: list[MediaFile] = tx.all("files_at_version", {**params, "version": snapshot.version}, MediaFile)
+            messages = states.messages_at(
+                tx, identity.tenant_id, chat, snapshot.version, after_position=after, limit=limit + 1 if paged else None
+            )
+            files = states.files_at(tx, identity.tenant_id, chat, snapshot.version)
         token = ""
         if paged:
             messages, token = paging.trim(messages, limit, scope, lambda m: m.position)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from uuid import UUID
 
+from service import states
 from service.database import Database, Transaction
 from service.errors import FieldViolation, InvalidArgument, Unavailable
 from service.export import archive
@@ -278,14 +279,13 @@ class Exporter:
         since: Snapshot | None = None
         if plan.from_snapshot_id is not None:
             since = find_snapshot(tx, identity, plan.chat_id, plan.from_snapshot_id, "from_snapshot_id")
-        params = {"tenant_id": plan.tenant_id, "chat_id": plan.chat_id, "version": to.version}
-        current: list[MediaFile] = tx.all("files_at_version", params, MediaFile)
+        current = states.files_at(tx, plan.tenant_id, plan.chat_id, to.version)
         current_ids = {f.id for f in current}
         shown = current
         if plan.include_history:
             shown = [
                 f
-                for f in tx.all("export_file_versions", params, MediaFile)
+                for f in states.file_versions(tx, plan.tenant_id, plan.chat_id, version=to.version)
                 if since is None or f.chat_version > since.version or f.id in current_ids
             ]
         files = [ExportFile(f, f.id in current_ids) for f in shown]

@@ -57,46 +57,50 @@ SELECT message_id, position, current_version_id, version, is_deleted, tokens,
 FROM tm_messages
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
 
--- name: insert_message_version
--- The version, its search document and the message's head, in one statement.
--- (The head's foreign key to the version is checked at the statement's end.)
-WITH version AS (
+-- name: insert_message_versions
+-- Versions of any number of messages (one array element each), their search
+-- documents and the messages' heads, in one statement; the documents of the
+-- versions they supersede stop being current. Every table is reached by
+-- tenant and chat. (The heads' foreign key to the versions is checked at the
+-- statement's end.)
+WITH staged AS (
+    SELECT * FROM unnest(
+        %(id)s::uuid[], %(message_id)s::uuid[], %(version)s::bigint[], %(position)s::bigint[],
+        %(role)s::text[], %(content)s::text[], %(model_id)s::text[], %(metadata)s::jsonb[],
+        %(tokens)s::bigint[], %(is_deleted)s::boolean[], %(edit_reason)s::text[],
+        %(original_created_at)s::timestamptz[], %(element_hash)s::text[])
+        AS s (id, message_id, version, position, role, content, model_id, metadata, tokens, is_deleted,
+              edit_reason, original_created_at, element_hash)
+), version AS (
     INSERT INTO tm_message_versions (
         id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
         position, role, content, model_id, metadata, tokens, is_deleted,
         edit_reason, edited_by, created_at, original_created_at)
-    VALUES (
-        %(id)s, %(tenant_id)s, %(chat_id)s, %(message_id)s, %(snapshot_id)s,
-        %(chat_version)s, %(version)s, %(position)s, %(role)s, %(content)s,
-        %(model_id)s, %(metadata)s, %(tokens)s, %(is_deleted)s, %(edit_reason)s,
-        %(edited_by)s, %(created_at)s, coalesce(%(original_created_at)s, %(created_at)s))
+    SELECT id, %(tenant_id)s, %(chat_id)s, message_id, %(snapshot_id)s, %(chat_version)s, version,
+           position, role, content, model_id, metadata, tokens, is_deleted, edit_reason, %(edited_by)s,
+           %(created_at)s, coalesce(original_created_at, %(created_at)s)
+    FROM staged
     RETURNING *
 ), document AS (
     INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
     SELECT tenant_id, chat_id, 'message', id, tm_message_document(content)
     FROM version WHERE NOT is_deleted
+), retired AS (
+    UPDATE tm_search_documents SET is_current = false
+    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND ref_id = ANY(%(superseded)s::uuid[])
 ), head AS (
     INSERT INTO tm_messages (
         tenant_id, chat_id, message_id, position, current_version_id, version,
         is_deleted, tokens, element_hash, original_created_at)
-    SELECT tenant_id, chat_id, message_id, position, id, version, is_deleted, tokens,
-           %(element_hash)s, original_created_at
-    FROM version
+    SELECT %(tenant_id)s, %(chat_id)s, message_id, position, id, version, is_deleted, tokens, element_hash,
+           coalesce(original_created_at, %(created_at)s)
+    FROM staged
     ON CONFLICT (tenant_id, chat_id, message_id) DO UPDATE
     SET current_version_id = excluded.current_version_id, version = excluded.version,
         is_deleted = excluded.is_deleted, tokens = excluded.tokens,
         element_hash = excluded.element_hash
 )
 SELECT *, true AS is_active, NULL::timestamptz AS superseded_at FROM version
-
--- name: message_version_by_id
-SELECT * FROM tm_message_versions_view
-WHERE tenant_id = %(tenant_id)s AND id = %(id)s
-
--- name: message_version_of_snapshot
-SELECT * FROM tm_message_versions_view
-WHERE tenant_id = %(tenant_id)s AND snapshot_id = %(snapshot_id)s
-  AND message_id = %(message_id)s
 
 -- name: insert_restore
 INSERT INTO tm_restores (

@@ -7,15 +7,20 @@ SELECT websearch_to_tsquery('simple', %(query)s) AS tsquery,
 -- name: search_messages
 -- Highlights are HTML-escaped first, so <mark>…</mark> is the only markup, and
 -- cut from an excerpt around the first match (tm_excerpt): long texts stay cheap.
-SELECT v.*, s.rank,
+-- Each hit's row is looked up on its own (LATERAL, OFFSET 0 keeps it a
+-- subquery) by its chat and id, so no plan scans more than a hit's chat.
+SELECT v.*, s.rank, s.is_current,
        ts_headline('simple',
                    replace(replace(replace(tm_excerpt(v.content, %(tsquery)s::tsquery, 4000),
                                            '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),
                    %(tsquery)s::tsquery,
-                   'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2') AS highlight,
-       (v.is_active AND NOT v.is_deleted) AS is_current
+                   'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2') AS highlight
 FROM tm_search('message', %(chat_id)s, %(tsquery)s::tsquery, %(include_history)s, %(limit)s, %(offset)s) s
-JOIN tm_message_versions_view v ON v.id = s.ref_id
+CROSS JOIN LATERAL (
+    SELECT * FROM tm_message_versions_view v
+    WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = s.chat_id AND v.id = s.ref_id
+    OFFSET 0
+) v
 ORDER BY s.rank DESC, s.ref_id
 
 -- name: search_files
@@ -28,7 +33,11 @@ SELECT f.*, s.rank,
                    %(tsquery)s::tsquery,
                    'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2') AS highlight
 FROM tm_search('file', %(chat_id)s, %(tsquery)s::tsquery, %(include_history)s, %(limit)s, %(offset)s) s
-JOIN tm_files_view f ON f.id = s.ref_id
+CROSS JOIN LATERAL (
+    SELECT * FROM tm_files_view f
+    WHERE f.tenant_id = %(tenant_id)s AND f.chat_id = s.chat_id AND f.id = s.ref_id
+    OFFSET 0
+) f
 ORDER BY s.rank DESC, s.ref_id
 
 -- name: search_plan

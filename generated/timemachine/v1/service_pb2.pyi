@@ -1271,22 +1271,32 @@ class CompareSnapshotsRequest(_message.Message):
     CHAT_ID_FIELD_NUMBER: _builtins.int
     FROM_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     TO_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
     from_snapshot_id: _builtins.str
     """The earlier snapshot."""
     to_snapshot_id: _builtins.str
     """The later snapshot."""
+    page_size: _builtins.int
+    """Changed messages per page, at most 1000; 0 (the default) returns every
+    change at once. Pages follow chat order; file changes come with the first.
+    """
+    page_token: _builtins.str
+    """Token from a previous response's next_page_token."""
     def __init__(
         self,
         *,
         chat_id: _builtins.str = ...,
         from_snapshot_id: _builtins.str = ...,
         to_snapshot_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "from_snapshot_id", b"from_snapshot_id", "to_snapshot_id", b"to_snapshot_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "from_snapshot_id", b"from_snapshot_id", "page_size", b"page_size", "page_token", b"page_token", "to_snapshot_id", b"to_snapshot_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1307,12 +1317,15 @@ class CompareSnapshotsResponse(_message.Message):
     TITLE_CHANGED_FIELD_NUMBER: _builtins.int
     FROM_TITLE_FIELD_NUMBER: _builtins.int
     TO_TITLE_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     title_changed: _builtins.bool
     """True when the title differs."""
     from_title: _builtins.str
     """Title at `from`."""
     to_title: _builtins.str
     """Title at `to`."""
+    next_page_token: _builtins.str
+    """Token for the next page of changed messages; empty on the last page."""
     @_builtins.property
     def added_messages(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MessageVersion]:
         """Messages in view at `to` but not at `from`."""
@@ -1349,10 +1362,11 @@ class CompareSnapshotsResponse(_message.Message):
         title_changed: _builtins.bool = ...,
         from_title: _builtins.str = ...,
         to_title: _builtins.str = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_files", b"added_files", "added_messages", b"added_messages", "changed_files", b"changed_files", "edited_messages", b"edited_messages", "from_title", b"from_title", "removed_files", b"removed_files", "removed_messages", b"removed_messages", "title_changed", b"title_changed", "to_title", b"to_title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_files", b"added_files", "added_messages", b"added_messages", "changed_files", b"changed_files", "edited_messages", b"edited_messages", "from_title", b"from_title", "next_page_token", b"next_page_token", "removed_files", b"removed_files", "removed_messages", b"removed_messages", "title_changed", b"title_changed", "to_title", b"to_title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
