@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench import exports, pdfs, searches, transfers, writes
+from bench import exports, pdfs, searches, timetravel, transfers, writes
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
@@ -35,8 +35,16 @@ GOALS = {
     "download_ratio_vs_boto3": {"at_least": 0.5},
     "export_zip_ratio_vs_raw_s3_read": {"at_least": 0.5},
     "export_rss_growth_mib": {"at_most": 100},
+    "get_chat_10k_ms": {"at_most": 300},
+    "chat_at_snapshot_10k_ms": {"at_most": 300},
+    "compare_10k_ms": {"at_most": 500},
+    "restore_full_1000_ms": {"at_most": 100},
+    "get_chat_10k_ratio_vs_raw_sql": {"at_most": 3},
+    "chat_at_snapshot_10k_ratio_vs_raw_sql": {"at_most": 3},
+    "compare_10k_ratio_vs_raw_sql": {"at_most": 3},
+    "restore_full_1000_ratio_vs_raw_sql": {"at_most": 3},
 }
-SECTIONS = ("writes", "searches", "transfers", "exports", "pdfs")
+SECTIONS = ("writes", "searches", "timetravel", "transfers", "exports", "pdfs")
 
 
 def main() -> None:
@@ -51,7 +59,7 @@ def main() -> None:
     }
     try:
         stores = runtime.start()
-        if "writes" in chosen or "searches" in chosen:
+        if {"writes", "searches", "timetravel"} & set(chosen):
             app = App(settings, stores)
             app.start()
             channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
@@ -60,6 +68,8 @@ def main() -> None:
                 results |= writes.measure(runtime, stub)
             if "searches" in chosen:
                 results |= searches.measure(runtime, stub)
+            if "timetravel" in chosen:
+                results |= timetravel.measure(runtime, stub)
             channel.close()
             app.stop(grace=2)
         keys = {}

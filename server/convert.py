@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -47,12 +47,16 @@ def text(value: UUID | str | None) -> str:
     return "" if value is None else str(value)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    # Timestamp.FromDatetime works through time tuples in Python: a third of
+    # the cost of converting a large chat. A timedelta gives the same fields.
+    delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - EPOCH  # naive means UTC, as in FromDatetime
+    return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:
@@ -87,27 +91,41 @@ def snapshot(row: models.Snapshot) -> pb.Snapshot:
     )
 
 
+def _stamp(value: datetime) -> dict[str, int]:
+    """A Timestamp's fields, which a constructor takes faster than a Timestamp."""
+    delta = value - EPOCH
+    return {"seconds": delta.days * 86400 + delta.seconds, "nanos": delta.microseconds * 1000}
+
+
 def message(row: models.MessageVersion) -> pb.MessageVersion:
-    return pb.MessageVersion(
-        id=str(row.id),
-        message_id=str(row.message_id),
-        chat_id=str(row.chat_id),
-        snapshot_id=str(row.snapshot_id),
-        role=ROLE_TO_PROTO[row.role],
-        content=row.content,
-        model_id=row.model_id,
-        metadata=struct(row.metadata),
-        tokens=row.tokens,
-        version=row.version,
-        is_active=row.is_active,
-        is_deleted=row.is_deleted,
-        edit_reason=row.edit_reason,
-        edited_by=text(row.edited_by),
-        created_at=timestamp(row.created_at),
-        superseded_at=timestamp(row.superseded_at),
-        original_created_at=timestamp(row.original_created_at),
-        chat_version=row.chat_version,
-    )
+    # Only fields that differ from their defaults: a large chat converts
+    # thousands of these, and every keyword costs (40 -> 22 us a message).
+    fields: dict[str, Any] = {
+        "id": str(row.id),
+        "message_id": str(row.message_id),
+        "chat_id": str(row.chat_id),
+        "snapshot_id": str(row.snapshot_id),
+        "role": ROLE_TO_PROTO[row.role],
+        "content": row.content,
+        "tokens": row.tokens,
+        "version": row.version,
+        "is_active": row.is_active,
+        "is_deleted": row.is_deleted,
+        "created_at": _stamp(row.created_at),
+        "original_created_at": _stamp(row.original_created_at),
+        "chat_version": row.chat_version,
+    }
+    if row.model_id:
+        fields["model_id"] = row.model_id
+    if row.metadata:
+        fields["metadata"] = struct(row.metadata)
+    if row.edit_reason:
+        fields["edit_reason"] = row.edit_reason
+    if row.edited_by is not None:
+        fields["edited_by"] = str(row.edited_by)
+    if row.superseded_at is not None:
+        fields["superseded_at"] = _stamp(row.superseded_at)
+    return pb.MessageVersion(**fields)
 
 
 def restore_record(row: models.RestoreRecord) -> pb.RestoreRecord:

@@ -8,6 +8,7 @@ security sees it on every statement. Driver errors are translated here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 from psycopg.rows import class_row, dict_row
+from psycopg.types.json import JsonbBinaryLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.errors import Aborted, Unavailable
@@ -28,6 +30,38 @@ T = TypeVar("T")
 Params = dict[str, Any] | Sequence[Any] | None
 # The role that row-level security binds (created by migrations/001).
 APP_ROLE = "tm_app"
+
+
+class _JsonbLoader(JsonbBinaryLoader):
+    """jsonb, with the empty object (most messages' metadata) returned without a JSON parse.
+
+    Parsing was a third of the cost of loading a chat's rows (10,000 rows:
+    55 ms of 180).
+    """
+
+    def load(self, data: Any) -> Any:
+        if data == b"\x01{}":
+            return {}
+        return super().load(data)
+
+
+def record_row(cls: type[T]) -> Any:
+    """Rows as `cls` instances; positionally when the columns are its fields in order.
+
+    class_row builds a keyword dict per row, 12 us of a large chat's ~35 us
+    per message; a query that selects exactly the fields, in order (as the
+    chat reads do), skips that.
+    """
+    fields = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    by_name = class_row(cls)
+
+    def factory(cursor: Any) -> Any:
+        names = tuple(column.name for column in cursor.description or ())
+        if names == fields:
+            return lambda values: cls(*values)
+        return by_name(cursor)
+
+    return factory
 
 
 class Transaction:
@@ -51,7 +85,7 @@ class Transaction:
 
     def stream(self, name: str, params: Params = None, row: type[T] | None = None) -> Iterator[Any]:
         """Rows of a large result, fetched in batches by a server-side cursor."""
-        cur = self.conn.cursor(name="tm_stream", row_factory=class_row(row) if row else dict_row)
+        cur = self.conn.cursor(name="tm_stream", row_factory=record_row(row) if row else dict_row)
         try:
             cur.itersize = 2000
             cur.execute(query(name), params)
@@ -59,13 +93,14 @@ class Transaction:
         finally:
             cur.close()
 
-    def execute(self, name: str, params: Params = None) -> int:
+    def execute(self, name: str, params: Params = None, *, prepare: bool | None = None) -> int:
         with self.conn.cursor() as cur:
-            cur.execute(query(name), params)
+            cur.execute(query(name), params, prepare=prepare)
             return cur.rowcount
 
     def _cursor(self, row: type[T] | None) -> psycopg.Cursor[Any]:
-        return self.conn.cursor(row_factory=class_row(row) if row else dict_row)
+        # Binary results: timestamps and uuids load faster than from text.
+        return self.conn.cursor(row_factory=record_row(row) if row else dict_row, binary=True)
 
 
 class Database:
@@ -89,6 +124,7 @@ class Database:
         # embedded setup); policies bind only once we act as the service role.
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
         conn.commit()
+        conn.adapters.register_loader("jsonb", _JsonbLoader)
 
     def open(self) -> None:
         try:

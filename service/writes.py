@@ -81,7 +81,13 @@ class Write:
         self.total_tokens = head.total_tokens
         self.next_position = head.next_position
         self.messages: list[StagedMessage] = []
-        self.extra_rows: list[tuple[str, dict[str, Any]]] = []
+        # Staged file rows by statement (insert_files, insert_file_deletions,
+        # upsert_file_heads): each is written as one statement at commit.
+        self.file_rows: dict[str, list[dict[str, Any]]] = {
+            "insert_files": [],
+            "insert_file_deletions": [],
+            "upsert_file_heads": [],
+        }
         self.snapshot_id = uuid4()
 
     @property
@@ -180,17 +186,13 @@ class Write:
         self.file_count += 1
         file_id = uuid4()
         version = previous.version + 1 if previous else 1
-        self.extra_rows.append(
-            (
-                "insert_file",
-                {
-                    **self.params,
-                    **fields,
-                    "id": file_id,
-                    "version": version,
-                    "previous_version_id": previous.current_file_id if previous else None,
-                },
-            )
+        self.file_rows["insert_files"].append(
+            {
+                **fields,
+                "id": file_id,
+                "version": version,
+                "previous_version_id": previous.current_file_id if previous else None,
+            }
         )
         self._stage_file_head(name, file_id, version, is_deleted=False, element=element)
         return file_id
@@ -200,27 +202,20 @@ class Write:
         assert not head.is_deleted
         self.state.remove(checksum.from_hex(head.element_hash))
         self.file_count -= 1
-        self.extra_rows.append(
-            (
-                "insert_file_deletion",
-                {**self.params, "id": uuid4(), "original_name": head.original_name, "file_id": head.current_file_id},
-            )
+        self.file_rows["insert_file_deletions"].append(
+            {"id": uuid4(), "original_name": head.original_name, "file_id": head.current_file_id}
         )
         self._stage_file_head(head.original_name, head.current_file_id, head.version, is_deleted=True, element=0)
 
     def _stage_file_head(self, name: str, file_id: UUID, version: int, *, is_deleted: bool, element: int) -> None:
-        self.extra_rows.append(
-            (
-                "upsert_file_head",
-                {
-                    **self.params,
-                    "original_name": name,
-                    "current_file_id": file_id,
-                    "version": version,
-                    "is_deleted": is_deleted,
-                    "element_hash": checksum.to_hex(element),
-                },
-            )
+        self.file_rows["upsert_file_heads"].append(
+            {
+                "original_name": name,
+                "current_file_id": file_id,
+                "version": version,
+                "is_deleted": is_deleted,
+                "element_hash": checksum.to_hex(element),
+            }
         )
 
     def set_title(self, title: str) -> None:
@@ -263,16 +258,11 @@ class Write:
             Snapshot,
         )
         written = self._insert_messages(snapshot) if self.messages else []
-        for name, params in self.extra_rows:
-            self.tx.execute(
-                name,
-                {
-                    **params,
-                    "snapshot_id": snapshot.id,
-                    "chat_version": snapshot.version,
-                    "created_at": snapshot.created_at,
-                },
-            )
+        for name, rows in self.file_rows.items():
+            if rows:  # one statement for every row: a restore of many files is a few round trips
+                columns = {column: [row[column] for row in rows] for column in rows[0]}
+                params = {**self.params, **columns, **self._written(snapshot)}
+                self.tx.execute(name, params, prepare=False if len(rows) > 1 else None)
         self.tx.execute(
             "advance_chat",
             {
@@ -293,6 +283,11 @@ class Write:
     def file(self, file_id: UUID) -> MediaFile:
         row: MediaFile = self.tx.one("file_by_id", {"tenant_id": self.head.tenant_id, "file_id": file_id}, MediaFile)
         return row
+
+    @staticmethod
+    def _written(snapshot: Snapshot) -> dict[str, Any]:
+        """What every row staged by this write records of its snapshot."""
+        return {"snapshot_id": snapshot.id, "chat_version": snapshot.version, "created_at": snapshot.created_at}
 
     def _insert_messages(self, snapshot: Snapshot) -> list[MessageVersion]:
         """Every staged message in one statement: a restore of 1,000 messages is one round trip."""
@@ -321,10 +316,8 @@ class Write:
                 **columns,
                 "metadata": [Jsonb(m.metadata) for m in staged],
                 "superseded": [m.superseded for m in staged if m.superseded is not None],
-                "snapshot_id": snapshot.id,
-                "chat_version": snapshot.version,
                 "edited_by": self.identity.user_id,
-                "created_at": snapshot.created_at,
+                **self._written(snapshot),
             },
             MessageVersion,
             # Arrays of many elements: plan with their values (a generic plan

@@ -60,15 +60,16 @@ WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(mes
 -- name: insert_message_versions
 -- Versions of any number of messages (one array element each), their search
 -- documents and the messages' heads, in one statement; the documents of the
--- versions they supersede stop being current. Every table is reached by
--- tenant and chat. (The heads' foreign key to the versions is checked at the
--- statement's end.)
+-- versions they supersede stop being current. Arrays go in binary
+-- (placeholders ending in b): text arrays are escaped element by element. Every table is
+-- reached by tenant and chat. (The heads' foreign key to the versions is
+-- checked at the statement's end.)
 WITH staged AS (
     SELECT * FROM unnest(
-        %(id)s::uuid[], %(message_id)s::uuid[], %(version)s::bigint[], %(position)s::bigint[],
-        %(role)s::text[], %(content)s::text[], %(model_id)s::text[], %(metadata)s::jsonb[],
-        %(tokens)s::bigint[], %(is_deleted)s::boolean[], %(edit_reason)s::text[],
-        %(original_created_at)s::timestamptz[], %(element_hash)s::text[])
+        %(id)b::uuid[], %(message_id)b::uuid[], %(version)b::bigint[], %(position)b::bigint[],
+        %(role)b::text[], %(content)b::text[], %(model_id)b::text[], %(metadata)b::jsonb[],
+        %(tokens)b::bigint[], %(is_deleted)b::boolean[], %(edit_reason)b::text[],
+        %(original_created_at)b::timestamptz[], %(element_hash)b::text[])
         AS s (id, message_id, version, position, role, content, model_id, metadata, tokens, is_deleted,
               edit_reason, original_created_at, element_hash)
 ), version AS (
@@ -87,7 +88,7 @@ WITH staged AS (
     FROM version WHERE NOT is_deleted
 ), retired AS (
     UPDATE tm_search_documents SET is_current = false
-    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND ref_id = ANY(%(superseded)s::uuid[])
+    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND ref_id = ANY(%(superseded)b::uuid[])
 ), head AS (
     INSERT INTO tm_messages (
         tenant_id, chat_id, message_id, position, current_version_id, version,

@@ -1,7 +1,7 @@
 -- name: parse_query
 -- websearch_to_tsquery takes what people type (quotes, -word, or) and never
 -- raises a syntax error. An empty result means the query had no words.
-SELECT websearch_to_tsquery('simple', %(query)s) AS tsquery,
+SELECT websearch_to_tsquery('simple', %(query)s)::text AS tsquery,
        websearch_to_tsquery('simple', %(query)s)::text = '' AS empty
 
 -- name: search_messages
