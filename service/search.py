@@ -113,7 +113,6 @@ class Searcher:
                 "tsquery": parsed["tsquery"],
                 "include_history": include_history,
                 "limit": size + 1,
-                "tenant_id": identity.tenant_id,
             }
             message_rows: list[dict[str, Any]] = []
             file_rows: list[dict[str, Any]] = []

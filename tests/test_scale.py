@@ -27,7 +27,8 @@ from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App, Stores
 from service import migrations
 from service.config import Settings
-from service.database import Database
+from service.database import APP_ROLE, Database
+from service.queries import query
 from tests.bulk import TABLES, analyze, load_bulk_chat, load_small_chats
 from tests.conftest import Stack
 
@@ -50,6 +51,7 @@ class Chat:
 @dataclass
 class Scene:
     stub: service_pb2_grpc.TimeMachineServiceStub
+    database_url: str
     tenant_id: str
     small: Chat
     large: Chat
@@ -82,7 +84,9 @@ def _scene(stub: service_pb2_grpc.TimeMachineServiceStub, database_url: str, *, 
     if analyzed:
         analyze(database_url)
     tenant = uuid.uuid4()
-    return Scene(stub, str(tenant), _load(database_url, tenant, SMALL), _load(database_url, tenant, LARGE))
+    return Scene(
+        stub, database_url, str(tenant), _load(database_url, tenant, SMALL), _load(database_url, tenant, LARGE)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +248,51 @@ def test_reads_are_linear_in_the_chat(scene_name: str, request: pytest.FixtureRe
 def test_restores_are_linear_in_the_chat(scene_name: str, request: pytest.FixtureRequest) -> None:
     scene: Scene = request.getfixturevalue(scene_name)
     _check(_ratios(scene, _restores(scene), repeat=1))
+
+
+def _plan(scene: Scene, name: str, params: dict[str, object]) -> list[str]:
+    with psycopg.connect(scene.database_url) as conn, conn.transaction():
+        conn.execute(f"set local role {APP_ROLE}")
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (scene.tenant_id,))
+        return [row[0] for row in conn.execute("explain (analyze, costs off) " + query(name), params).fetchall()]
+
+
+@pytest.mark.parametrize("scene_name", ["busy", "fresh"])
+def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: pytest.FixtureRequest) -> None:
+    """A new tenant looks like one row to the planner: a lookup must still be a lookup.
+
+    (Before migration 007 a search hit was found by scanning the chat, and the
+    hit's successor by hashing every row of the tenant.)
+    """
+    scene: Scene = request.getfixturevalue(scene_name)
+    chat = uuid.UUID(scene.large.id)
+    tenant = uuid.UUID(scene.tenant_id)
+    with psycopg.connect(scene.database_url) as conn, conn.transaction():
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (scene.tenant_id,))
+        version = conn.execute(
+            "select id, message_id, position, version from tm_message_versions"
+            " where tenant_id = %s and chat_id = %s and version = 1 limit 1",
+            (tenant, chat),
+        ).fetchone()
+        file_id = conn.execute("select id from tm_files where tenant_id = %s and chat_id = %s limit 1", (tenant, chat))
+        tsquery = conn.execute("select websearch_to_tsquery('simple', 'common')::text").fetchone()
+    assert version is not None and tsquery is not None
+    lookups = {
+        "snapshot_by_id": {"snapshot_id": uuid.UUID(scene.large.head_snapshot_id)},
+        "file_by_id": {"file_id": file_id.fetchone()[0]},  # type: ignore[index]
+        "current_message_version": {
+            "tenant_id": tenant,
+            "chat_id": chat,
+            "id": version[0],
+            "message_id": version[1],
+            "position": version[2],
+            "version": version[3],
+        },
+        "search_messages": {"chat_id": chat, "tsquery": tsquery[0], "include_history": True, "limit": 21, "offset": 0},
+        "search_files": {"chat_id": chat, "tsquery": tsquery[0], "include_history": True, "limit": 21, "offset": 0},
+    }
+    for name, params in lookups.items():
+        plan = _plan(scene, name, params)
+        removed = [int(line.split(":")[1].split()[0]) for line in plan if "Rows Removed by Filter" in line]
+        assert not any(n > 100 for n in removed), f"{name} filtered rows out of a scan:\n" + "\n".join(plan)
+        assert not any("Seq Scan" in line for line in plan), f"{name}:\n" + "\n".join(plan)
