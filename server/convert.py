@@ -10,6 +10,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from service import models
+from service.errors import FieldViolation, InvalidArgument
 from service.export.bundles import Bundle
 
 ROLE_FROM_PROTO = {
@@ -59,14 +60,25 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
+def moment(value: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A request's Timestamp as a datetime; one outside years 1-9999 is the caller's mistake."""
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument([FieldViolation(field, "must be a time between years 1 and 9999")]) from None
+
+
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:
     result = struct_pb2.Struct()
     result.update(value)
     return result
 
 
-def from_struct(value: struct_pb2.Struct) -> dict[str, Any]:
-    converted: dict[str, Any] = json_format.MessageToDict(value)
+def from_struct(value: struct_pb2.Struct, field: str) -> dict[str, Any]:
+    try:
+        converted: dict[str, Any] = json_format.MessageToDict(value)
+    except ValueError:  # NaN or Infinity: JSON (and jsonb) has no such numbers
+        raise InvalidArgument([FieldViolation(field, "numbers must be finite (no NaN or Infinity)")]) from None
     return converted
 
 

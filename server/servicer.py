@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 from generated.timemachine.v1 import resources_pb2 as pb
@@ -95,7 +94,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             role=convert.ROLE_FROM_PROTO.get(request.role),
             content=request.content,
             model_id=request.model_id,
-            metadata=convert.from_struct(request.metadata),
+            metadata=convert.from_struct(request.metadata, "metadata"),
             tokens=request.tokens,
             options=_options(request),
         )
@@ -271,7 +270,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             request.chat_id,
             snapshot_id=request.snapshot_id if point == "snapshot_id" else None,
             version=request.version if point == "version" else None,
-            at_time=request.at_time.ToDatetime(tzinfo=UTC) if point == "at_time" else None,
+            at_time=convert.moment(request.at_time, "at_time") if point == "at_time" else None,
             page_size=request.page_size,
             page_token=request.page_token,
         )

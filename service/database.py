@@ -22,7 +22,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import JsonbBinaryLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.errors import Aborted, Unavailable
+from service.errors import Aborted, FieldViolation, InvalidArgument, Unavailable
 from service.queries import query
 
 log = logging.getLogger(__name__)
@@ -153,3 +153,9 @@ class Database:
             raise Unavailable("the database is unreachable; retry later") from exc
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
             raise Aborted("a concurrent change interfered; retry") from exc
+        except psycopg.errors.InvalidParameterValue as exc:
+            # Python's zone list and PostgreSQL's can differ (each has its own
+            # tz database): a zone only Python knows is still the caller's choice.
+            if "time zone" in (exc.diag.message_primary or ""):
+                raise InvalidArgument([FieldViolation("time_zone", "is not a time zone the database knows")]) from None
+            raise

@@ -59,6 +59,10 @@ class Unavailable(ServiceError):
     """A backing store is unreachable; retry later."""
 
 
+class DataLoss(ServiceError):
+    """Stored bytes differ from what was recorded: permanent, not worth a retry."""
+
+
 class Cancelled(ServiceError):
     """The caller cancelled the call."""
 

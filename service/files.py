@@ -142,6 +142,7 @@ class Files:
         if any(ord(c) < 32 for c in header.name):
             check.fail("name", "must not contain control characters")
         check.text("mime_type", header.mime_type, max_bytes=MAX_MIME_BYTES)
+        check.mime_type("mime_type", header.mime_type)
         check.enum("source", header.source)
         if header.size_bytes is not None and header.size_bytes < 0:
             check.fail("size_bytes", "must not be negative")
@@ -258,7 +259,7 @@ class Files:
             )
         row = self.get(identity, file_id)
         expires_at = datetime.now(UTC) + timedelta(seconds=seconds)
-        return self.vault.presign(row.s3_key, row.s3_version_id, seconds), expires_at
+        return self.vault.presign(row.s3_key, row.s3_version_id, seconds, row.mime_type), expires_at
 
     def list_current(self, identity: Identity, chat_id: str) -> list[MediaFile]:
         check = Checker()

@@ -43,10 +43,20 @@ def decode(token: str, scope: tuple[object, ...], expect: type, field: str = "pa
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         key, fingerprint = data["k"], data["f"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: nested JSON
         raise InvalidArgument([FieldViolation(field, "is not a token this service issued")]) from None
     if fingerprint != _fingerprint(scope):
         raise InvalidArgument([FieldViolation(field, "belongs to a different request")])
-    if not isinstance(key, expect) or isinstance(key, bool):
+    if not isinstance(key, expect) or isinstance(key, bool) or not _in_range(key):
         raise InvalidArgument([FieldViolation(field, "is not a token this service issued")])
     return key
+
+
+def _in_range(key: Any) -> bool:
+    """Numbers in a token fit the columns they page (the fingerprint is no secret: tokens can be forged)."""
+    if isinstance(key, list):
+        return all(_in_range(k) for k in key)
+    return not isinstance(key, int) or -1 <= key < MAX_KEY
+
+
+MAX_KEY = 2**31 - 1  # versions, positions and offsets stay below it

@@ -8,13 +8,18 @@ from datetime import date
 from functools import cache
 from typing import Any, TypeVar
 from uuid import UUID
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import available_timezones
 
 from service.errors import FieldViolation, InvalidArgument
 
 T = TypeVar("T")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Matched with fullmatch: `$` would also match before a trailing newline.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A media type as RFC 6838 names them, with optional parameters; no spaces
+# or control characters around the type, so it is safe in an HTTP header.
+_TOKEN = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MIME = re.compile(rf"{_TOKEN}/{_TOKEN}(?: *; *{_TOKEN}=(?:{_TOKEN}|\"[^\"\x00-\x1f\x7f]*\"))*")
 MAX_SHORT_TEXT = 1000  # titles, reasons, descriptions, model ids (bytes)
 MAX_METADATA_BYTES = 64 * 1024
 MAX_REQUEST_ID = 200
@@ -28,7 +33,7 @@ def _zones() -> frozenset[str]:
 
 
 def parse_uuid(value: str) -> UUID | None:
-    return UUID(value) if _UUID.match(value) else None
+    return UUID(value) if _UUID.fullmatch(value) else None
 
 
 class Checker:
@@ -92,7 +97,11 @@ class Checker:
         return value
 
     def metadata(self, field: str, value: dict[str, Any]) -> dict[str, Any]:
-        encoded = json.dumps(value, ensure_ascii=False)
+        try:
+            encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # JSON (and PostgreSQL's jsonb) has no NaN or Infinity
+            self.fail(field, "numbers must be finite (no NaN or Infinity)")
+            return value
         if "\\u0000" in encoded:
             self.fail(field, "must not contain NUL characters")
         elif len(encoded.encode()) > MAX_METADATA_BYTES:
@@ -105,11 +114,10 @@ class Checker:
         if value not in _zones() and value != "UTC":
             self.fail(field, "must be an IANA time zone such as Europe/Berlin")
             return "UTC"
-        ZoneInfo(value)
         return value
 
     def date(self, field: str, value: str) -> date | None:
-        if not _DATE.match(value):
+        if not _DATE.fullmatch(value):
             self.fail(field, "must be a date YYYY-MM-DD")
             return None
         try:
@@ -117,6 +125,11 @@ class Checker:
         except ValueError:
             self.fail(field, "is not a calendar date")
             return None
+
+    def mime_type(self, field: str, value: str) -> str:
+        if value and not _MIME.fullmatch(value):
+            self.fail(field, "must be a media type such as text/plain or application/pdf")
+        return value
 
     def page_size(self, field: str, value: int, *, default: int, maximum: int) -> int:
         if value < 0:

@@ -24,6 +24,18 @@ MAX_PARTS_IN_FLIGHT = 2  # parts uploading while the next one fills: bounded mem
 READ_CHUNK = 1024 * 1024
 
 
+# Media types a browser shows without running anything (checked without parameters).
+INERT_TYPES = frozenset(
+    {"text/plain", "text/csv", "text/markdown", "application/pdf", "application/json", "application/zip"}
+)
+INERT_PREFIXES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "audio/", "video/")
+
+
+def inert(mime_type: str) -> bool:
+    base = mime_type.split(";", 1)[0].strip().lower()
+    return base in INERT_TYPES or base.startswith(INERT_PREFIXES)
+
+
 def make_client(endpoint_url: str | None, access_key: str | None = None, secret_key: str | None = None) -> Any:
     """An S3 client; credentials from the standard AWS chain unless given."""
     config = Config(
@@ -104,11 +116,15 @@ class Vault:
             reply = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         return StoredObject(key, reply["VersionId"])
 
-    def presign(self, key: str, version_id: str, seconds: int) -> str:
+    def presign(self, key: str, version_id: str, seconds: int, mime_type: str = "") -> str:
+        """A time-limited GET URL. Types a browser would run or render as a page
+        (HTML, SVG, XML, scripts: a caller's upload) download as attachments
+        instead, so they never execute on the bucket's origin."""
+        params = {"Bucket": self.bucket, "Key": key, "VersionId": version_id}
+        if not inert(mime_type):
+            params |= {"ResponseContentDisposition": "attachment", "ResponseContentType": "application/octet-stream"}
         with s3_errors("pre-signing"):
-            url: str = self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key, "VersionId": version_id}, ExpiresIn=seconds
-            )
+            url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
         return url
 
     def size_of(self, key: str, version_id: str) -> int:

@@ -19,6 +19,8 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from pypdf import PdfReader
 
 from generated.timemachine.v1 import resources_pb2 as pb
@@ -208,6 +210,22 @@ def test_recorded_crc32_goes_in_the_header_and_old_objects_still_export(
         assert archive.read("media/recorded.bin") == recorded and archive.read("media/legacy.bin") == legacy
         assert not archive.getinfo("media/recorded.bin").flag_bits & 0x08  # CRC and size up front
         assert archive.getinfo("media/legacy.bin").flag_bits & 0x08  # computed on the way, in a descriptor
+
+
+def test_a_stored_object_of_the_wrong_size_is_data_loss_not_retry(stack: Stack, caller: Caller, chat_id: str) -> None:
+    """A permanent fault: it used to be UNAVAILABLE with RetryInfo, so clients retried forever."""
+    up = caller.upload(chat_id, "data.bin", os.urandom(64 * 1024))
+    with psycopg.connect(stack.runtime.database_url) as conn, conn.transaction():
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+        conn.execute("update tm_files set size_bytes = size_bytes + 1 where id = %s", (up.file.id,))
+    stream = caller.stub.ExportChat(
+        api.ExportChatRequest(chat_id=chat_id, format=pb.EXPORT_FORMAT_ZIP, include_media=True), metadata=caller.md
+    )
+    error = rpc_error(list, stream)
+    assert error.code() == grpc.StatusCode.DATA_LOSS, error.details()
+    status = rpc_status.from_call(error)
+    retry = error_details_pb2.RetryInfo()
+    assert status is None or not any(d.Unpack(retry) for d in status.details)
 
 
 def test_a_large_chat_exports_in_every_text_format(stack: Stack, caller: Caller, chat_id: str) -> None:

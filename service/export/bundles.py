@@ -16,6 +16,7 @@ from uuid import UUID
 
 from service.database import Database
 from service.errors import (
+    DataLoss,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -125,7 +126,7 @@ class Bundles:
         if row["effective_status"] == "ready":
             remaining = int((row["expires_at"] - datetime.now(row["expires_at"].tzinfo)).total_seconds())
             seconds = max(1, min(URL_SECONDS, remaining))
-            url = self.vault.presign(row["s3_key"], row["s3_version_id"], seconds)
+            url = self.vault.presign(row["s3_key"], row["s3_version_id"], seconds, row["mime_type"] or "")
         return _bundle(row, url)
 
     def download(self, identity: Identity, bundle_id: str) -> ExportStream:
@@ -219,7 +220,7 @@ class ExportWorker:
             message = exc.message if isinstance(exc, ServiceError) else "rendering failed"
             log.warning("export %s failed: %s", bundle_id, message, exc_info=not isinstance(exc, ServiceError))
             # A bundle too large to render, or a plan gone invalid, fails the same way every time.
-            attempts = 1 if isinstance(exc, (ResourceExhausted, InvalidArgument)) else MAX_ATTEMPTS
+            attempts = 1 if isinstance(exc, (ResourceExhausted, InvalidArgument, DataLoss)) else MAX_ATTEMPTS
             with self.db.transaction(tenant_id) as tx:
                 tx.execute("fail_bundle", {**params, "error_message": message, "max_attempts": attempts})
             return

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from service import states
 from service.database import Database, Transaction
-from service.errors import FieldViolation, InvalidArgument, Unavailable
+from service.errors import DataLoss, FieldViolation, InvalidArgument
 from service.export import archive
 from service.export.content import ExportFile, ExportHeader, messages
 from service.export.pdf import PdfRenderer
@@ -272,7 +272,8 @@ class Exporter:
             finally:
                 opened.close()  # also when the archive stops early
         if size != file.size_bytes:  # never ship an archive whose manifest would lie
-            raise Unavailable(f"the stored object of {file.original_name!r} has an unexpected size")
+            # Permanent: retrying cannot help, so no retry is invited (VerifyChat names the object).
+            raise DataLoss(f"the stored object of {file.original_name!r} has an unexpected size")
 
     def _header(self, tx: Transaction, identity: Identity, plan: ExportPlan) -> ExportHeader:
         to = find_snapshot(tx, identity, plan.chat_id, plan.to_snapshot_id, "to_snapshot_id")
