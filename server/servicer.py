@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
 from server.admission import IdleGuard
 from service.compare import Comparer
-from service.errors import FieldViolation, InvalidArgument
+from service.errors import Cancelled, FieldViolation, InvalidArgument
 from service.events import Watcher
 from service.export.bundles import Bundles
 from service.export.exporter import Exporter, ExportRequest, ExportStream
@@ -175,8 +176,16 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         return api.ListMessageVersionsResponse(versions=[convert.message(m) for m in rows], next_page_token=token)
 
     def UploadFile(self, request_iterator: Iterator[api.UploadFileRequest], context: Any) -> api.UploadFileResponse:
+        # The call holds a transfer slot from its start: a client that opens the
+        # stream and sends nothing at all is cut off like one that stops halfway.
+        guard = IdleGuard(context.cancel, self.stream_idle_seconds)
+        guard.waiting()
         first = next(request_iterator, None)
+        guard.received()
         if first is None:
+            guard.close()
+            if not context.is_active():
+                raise Cancelled("the upload stream ended before its first message")
             raise InvalidArgument(
                 [FieldViolation("chat_id", "the stream needs a first message with chat_id, name and source")]
             )
@@ -190,8 +199,6 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             checksum_sha256=first.checksum_sha256.lower(),
             options=_options(first),
         )
-
-        guard = IdleGuard(context.cancel, self.stream_idle_seconds)
 
         def chunks() -> Iterator[bytes]:
             if first.chunk:
@@ -221,10 +228,10 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         row = self.p.files.get(identity.current(), request.file_id)
         chunks = self.p.files.read(row)  # opened before the first message: a missing object fails cleanly
         first = next(chunks, b"")
-        yield api.DownloadFileResponse(file=convert.media_file(row, with_text=False))
-        if first:
-            yield first  # a bare chunk: see server/app.py, chunked_streams
-        yield from self._paced(chunks, context)
+        header = api.DownloadFileResponse(file=convert.media_file(row, with_text=False))
+        # Chunks go out bare (server/app.py, chunked_streams); every message,
+        # the first ones included, is paced, so a client that never reads is cut off.
+        yield from self._paced(itertools.chain([header], [first] if first else [], chunks), context)
 
     def GetFileDownloadUrl(
         self, request: api.GetFileDownloadUrlRequest, context: Any

@@ -96,6 +96,55 @@ def test_an_upload_that_stops_sending_is_cancelled_and_leaves_nothing(
     assert impatient_server.UploadFile(steady(), metadata=caller.md).file.size_bytes == 3 * MiB
 
 
+def test_upload_streams_that_never_send_are_cancelled_and_free_their_slots(
+    stack: Stack, caller: Caller, chat_id: str
+) -> None:
+    """Opened and silent from the start: before, the idle limit began only after the first message."""
+    release = threading.Event()
+
+    def silent() -> Iterator[api.UploadFileRequest]:
+        release.wait(30)
+        yield from ()
+
+    with serving(stack, grpc_workers=4, stream_idle_seconds=1) as served:
+        calls = [served.stub.UploadFile.future(silent(), metadata=caller.md) for _ in range(2)]  # both slots
+        started = time.monotonic()
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as ended:
+                call.result(timeout=20)
+            assert ended.value.code() == grpc.StatusCode.CANCELLED
+        assert time.monotonic() - started < 10
+        # The slots are free again: a real upload goes through.
+        assert (
+            served.stub.UploadFile(upload_stream(chat_id, "after.bin", b"ok"), metadata=caller.md).file.size_bytes == 2
+        )
+    release.set()
+
+
+def test_a_download_whose_client_never_reads_is_cancelled(stack: Stack, caller: Caller, chat_id: str) -> None:
+    """Not even the header is taken: the first messages are paced like the rest."""
+    file_id = caller.upload(chat_id, "never-read.bin", os.urandom(8 * MiB)).file.id
+    with serving(stack, grpc_workers=4, stream_idle_seconds=1) as served:
+        streams = [
+            served.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=caller.md) for _ in range(2)
+        ]
+        time.sleep(0.5)  # both calls start and hold the two transfer slots, unread
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                received = sum(
+                    len(r.chunk)
+                    for r in served.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=caller.md)
+                )
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert received == 8 * MiB
+        for stream in streams:
+            stream.cancel()
+
+
 def test_downloads_nobody_reads_are_cancelled_and_free_their_slots(stack: Stack, caller: Caller, chat_id: str) -> None:
     file_id = caller.upload(chat_id, "unread.bin", os.urandom(24 * MiB)).file.id
     request = api.DownloadFileRequest(file_id=file_id)
