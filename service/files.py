@@ -88,7 +88,11 @@ class Files:
             if first is not None:
                 return first
         received = self._receive(identity, header, mime_type, chunks)
+        # CPU work on the bytes happens here, before the chat is locked: the
+        # bytes are durable in S3 already, and a large PDF must not hold every
+        # other write to the chat (and their pool connections) waiting.
         thumb = self._store_thumbnail(identity, mime_type, received)
+        extracted = preview.extract_text(mime_type, header.name, received.kept, received.complete)
         try:
             with self.db.transaction(identity.tenant_id) as tx:
                 try:
@@ -113,9 +117,7 @@ class Files:
                         "thumbnail_version_id": thumb.version_id if thumb else None,
                         "preview_generated": thumb is not None,
                         "source": header.source.value if header.source else FileSource.USER_UPLOAD.value,
-                        "extracted_text": preview.extract_text(
-                            mime_type, header.name, received.kept, received.complete
-                        ),
+                        "extracted_text": extracted,
                         "ai_description": None,
                         "restored_from_id": None,
                     },

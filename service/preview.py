@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 import warnings
 
 log = logging.getLogger(__name__)
 MAX_EXTRACTED_CHARS = 100_000  # bounded: search text, not a copy of the file
 MAX_PREVIEW_SOURCE = 16 * 1024 * 1024  # bytes kept in memory to make a preview
 THUMBNAIL_SIZE = (256, 256)
+# An image is decoded for a thumbnail only up to this many pixels: a 236 KB
+# PNG of 9,000 x 9,000 decodes to ~243 MB (Pillow's own limit is 89 Mpx).
+MAX_THUMBNAIL_PIXELS = 16_000_000  # 64 MB as RGBA at most
+# Text extraction from a PDF stops at this many pages or seconds.
+MAX_PDF_PAGES = 200
+MAX_PDF_SECONDS = 5.0
 TEXT_TYPES = frozenset(
     {
         "application/json",
@@ -64,11 +71,12 @@ def extract_text(mime_type: str, name: str, data: bytes, complete: bool) -> str 
                 reader = PdfReader(io.BytesIO(data))
                 parts: list[str] = []
                 length = 0
-                for page in reader.pages:
+                deadline = time.monotonic() + MAX_PDF_SECONDS
+                for number, page in enumerate(reader.pages):
                     text = page.extract_text() or ""
                     parts.append(text)
                     length += len(text)
-                    if length >= MAX_EXTRACTED_CHARS:
+                    if length >= MAX_EXTRACTED_CHARS or number + 1 >= MAX_PDF_PAGES or time.monotonic() > deadline:
                         break
             return _clean("\n".join(parts))
     except Exception:  # a broken file is the caller's business; the upload still succeeds
@@ -85,7 +93,11 @@ def thumbnail(mime_type: str, data: bytes, complete: bool) -> bytes | None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data)) as image:  # reads the header only
+                width, height = image.size
+                if width * height > MAX_THUMBNAIL_PIXELS:
+                    log.info("no thumbnail: a %d x %d image is larger than the decoding limit", width, height)
+                    return None
                 image.thumbnail(THUMBNAIL_SIZE)
                 out = io.BytesIO()
                 image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB").save(out, format="PNG")

@@ -185,8 +185,8 @@ class StoredObject:
 class ObjectWriter:
     """Streams bytes into one S3 object: multipart once it outgrows one part.
 
-    At most MAX_PARTS_IN_FLIGHT + 1 parts (of PART_SIZE plus one incoming
-    chunk) are in memory at any time, whatever the size of the file.
+    At most MAX_PARTS_IN_FLIGHT + 1 parts of PART_SIZE, plus the incoming
+    chunk, are in memory at any time, whatever the size of the file.
     """
 
     def __init__(self, vault: Vault, key: str, content_type: str) -> None:
@@ -200,10 +200,16 @@ class ObjectWriter:
         self.pool: ThreadPoolExecutor | None = None
 
     def write(self, data: bytes) -> None:
-        self.pieces.append(data)
-        self.held += len(data)
-        if self.held >= PART_SIZE:  # a part is whatever has gathered: at least PART_SIZE
-            self._send_part(self._take())
+        # Parts are exactly PART_SIZE whatever the callers' chunk size (a 64 MiB
+        # chunk made one 64 MiB part before), so memory stays within the bound.
+        view = memoryview(data)
+        while view:
+            room = PART_SIZE - self.held
+            piece, view = view[:room], view[room:]
+            self.pieces.append(bytes(piece))
+            self.held += len(piece)
+            if self.held == PART_SIZE:
+                self._send_part(self._take())
 
     def _take(self) -> bytes:
         part = b"".join(self.pieces)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
+from service import vault as vault_module
 from service.errors import Cancelled, ResourceExhausted
 from service.files import Files, UploadHeader
 from service.models import FileSource, Identity
@@ -320,6 +321,42 @@ def test_thumbnails_for_images_never_fail_uploads(stack: Stack, caller: Caller, 
         assert max(image.size) <= 256
     bad = caller.upload(chat_id, "bad.png", b"not really a png", mime_type="image/png")
     assert not bad.file.preview_generated
+
+
+def test_an_image_bomb_gets_no_thumbnail_and_still_uploads(stack: Stack, caller: Caller, chat_id: str) -> None:
+    """9,000 x 9,000 pixels in a small PNG would decode to ~243 MB; it is not decoded at all."""
+    out = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(out, format="PNG")
+    assert len(out.getvalue()) < 1024 * 1024
+    bomb = caller.upload(chat_id, "bomb.png", out.getvalue(), mime_type="image/png")
+    assert bomb.file.size_bytes == len(out.getvalue()) and not bomb.file.preview_generated
+    assert rows(stack, caller.tenant_id, "select thumbnail_s3_key from tm_files where id = %s", bomb.file.id) == [
+        (None,)
+    ]
+
+
+def test_multipart_parts_are_one_size_whatever_the_chunks(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 20 MiB chunk used to become one 20 MiB part: memory grew with the caller's chunk size."""
+    sizes: list[int] = []
+    send = vault_module.ObjectWriter._send_part
+
+    def recording(self: vault_module.ObjectWriter, part: bytes) -> None:
+        sizes.append(len(part))
+        send(self, part)
+
+    monkeypatch.setattr(vault_module.ObjectWriter, "_send_part", recording)
+    vault = stack.stores.vault
+    writer = vault.writer(f"tests/parts-{uuid.uuid4()}", "application/octet-stream")
+    data = os.urandom(20 * 1024 * 1024)
+    for _ in range(2):
+        writer.write(data)
+    writer.write(b"tail")
+    stored = writer.finish()
+    part = vault_module.PART_SIZE
+    assert sizes == [part] * 5 + [4]  # 40 MiB in 8 MiB parts, then the tail
+    body = vault.client.get_object(Bucket=vault.bucket, Key=stored.key, VersionId=stored.version_id)["Body"].read()
+    assert body == data + data + b"tail"
+    vault.discard(stored.key, stored.version_id)
 
 
 def test_verify_finds_a_missing_vault_object(stack: Stack, caller: Caller, chat_id: str) -> None:
