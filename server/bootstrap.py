@@ -51,7 +51,14 @@ class Runtime:
 
     def open(self) -> Stores:
         s = self.settings
-        db = Database(self.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        db = Database(
+            self.database_url,
+            min_size=s.db_pool_min,
+            max_size=s.db_pool_max,
+            statement_timeout=s.db_statement_timeout_seconds,
+            lock_timeout=s.db_lock_timeout_seconds,
+            idle_in_transaction_timeout=s.db_idle_in_transaction_seconds,
+        )
         db.open()
         if self.s3 is not None:
             client = make_client(self.s3_url, self.s3.access_key, self.s3.secret_key)

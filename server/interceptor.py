@@ -22,7 +22,7 @@ from grpc_status import rpc_status
 
 from server import identity
 from server.admission import Admission
-from service import errors
+from service import deadline, errors
 
 log = logging.getLogger("timemachine.access")
 SERVICE = "timemachine.v1.TimeMachineService"
@@ -51,6 +51,7 @@ _CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.DataLoss: grpc.StatusCode.DATA_LOSS,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Cancelled: grpc.StatusCode.CANCELLED,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
 }
@@ -102,6 +103,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             token = None
             code = grpc.StatusCode.OK
+            deadline_token = deadline.bind(context.time_remaining())
             try:
                 if guarded:
                     who = self.authenticator.identify(
@@ -122,6 +124,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                         log.exception("%s failed: %s", method, status.message)
                 context.abort_with_status(rpc_status.to_status(status))
             finally:
+                deadline.unbind(deadline_token)
                 if token is not None:
                     identity.unbind(token)
                 log.info("%s %s %.1fms", method, code.name, (time.perf_counter() - started) * 1000)

@@ -44,6 +44,9 @@ class Settings:
     export_workers: int
     export_lease_seconds: int
     pdf_max_text_bytes: int
+    db_statement_timeout_seconds: int = 60
+    db_lock_timeout_seconds: int = 10
+    db_idle_in_transaction_seconds: int = 60
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -74,4 +77,7 @@ class Settings:
             export_workers=_int("TM_EXPORT_WORKERS", 1, minimum=0),
             export_lease_seconds=_int("TM_EXPORT_LEASE_SECONDS", 60),
             pdf_max_text_bytes=_int("TM_PDF_MAX_TEXT_BYTES", 32 * 1024 * 1024),
+            db_statement_timeout_seconds=_int("TM_DB_STATEMENT_TIMEOUT_SECONDS", 60),
+            db_lock_timeout_seconds=_int("TM_DB_LOCK_TIMEOUT_SECONDS", 10),
+            db_idle_in_transaction_seconds=_int("TM_DB_IDLE_IN_TRANSACTION_SECONDS", 60),
         )

@@ -22,7 +22,8 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import JsonbBinaryLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.errors import Aborted, FieldViolation, InvalidArgument, Unavailable
+from service import deadline
+from service.errors import Aborted, DeadlineExceeded, FieldViolation, InvalidArgument, Unavailable
 from service.queries import query
 
 log = logging.getLogger(__name__)
@@ -103,11 +104,37 @@ class Transaction:
         return self.conn.cursor(row_factory=record_row(row) if row else dict_row, binary=True)
 
 
+# The tenant and the time limits of one transaction, each local to it.
+BEGIN_SETTINGS = (
+    "select set_config('app.current_tenant_id', %s, true),"
+    " set_config('statement_timeout', %s, true),"
+    " set_config('lock_timeout', %s, true),"
+    " set_config('idle_in_transaction_session_timeout', %s, true)"
+)
+
+
+def _ms(seconds: float) -> str:
+    """A PostgreSQL duration setting; at least 1 ms (0 would mean no limit)."""
+    return str(max(1, int(seconds * 1000)))
+
+
 class Database:
     """A pool of connections that act as the service's row-level-security role."""
 
-    def __init__(self, url: str, min_size: int = 2, max_size: int = 16) -> None:
+    def __init__(
+        self,
+        url: str,
+        min_size: int = 2,
+        max_size: int = 16,
+        *,
+        statement_timeout: float = 60.0,
+        lock_timeout: float = 10.0,
+        idle_in_transaction_timeout: float = 60.0,
+    ) -> None:
         self.url = url
+        self.statement_timeout = statement_timeout
+        self.lock_timeout = lock_timeout
+        self.idle_in_transaction_timeout = idle_in_transaction_timeout
         self.pool = ConnectionPool(
             url,
             min_size=min_size,
@@ -137,15 +164,34 @@ class Database:
 
     @contextmanager
     def transaction(self, tenant_id: UUID | None) -> Iterator[Transaction]:
-        """One transaction for `tenant_id` (None: no tenant, sees no rows)."""
+        """One transaction for `tenant_id` (None: no tenant, sees no rows).
+
+        Its statements and lock waits end with the call's deadline (service/
+        deadline.py), or after this database's limits without one; a call whose
+        deadline has passed gets no connection at all.
+        """
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded("the call's deadline passed before its work began")
+        statement = self.statement_timeout if left is None else min(self.statement_timeout, left)
         try:
             with self.pool.connection() as conn, conn.transaction():
-                if tenant_id is not None:
-                    conn.execute(
-                        "select set_config('app.current_tenant_id', %s, true)",
-                        (str(tenant_id),),
-                    )
+                # One round trip, every setting local to this transaction.
+                conn.execute(
+                    BEGIN_SETTINGS,
+                    (
+                        "" if tenant_id is None else str(tenant_id),
+                        _ms(statement),
+                        _ms(min(self.lock_timeout, statement)),
+                        _ms(self.idle_in_transaction_timeout),
+                    ),
+                )
                 yield Transaction(conn)
+        except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
+            # Cut short by the timeouts above; not OperationalError's "unreachable".
+            if left is not None and (deadline.remaining() or 0) <= 0.05:
+                raise DeadlineExceeded("the call's deadline passed while the database was working") from exc
+            raise Unavailable("the chat or the database is busy; retry later") from exc
         except PoolTimeout as exc:
             raise Unavailable("the database is busy or unreachable; retry later") from exc
         except psycopg.OperationalError as exc:

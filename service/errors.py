@@ -63,6 +63,10 @@ class DataLoss(ServiceError):
     """Stored bytes differ from what was recorded: permanent, not worth a retry."""
 
 
+class DeadlineExceeded(ServiceError):
+    """The caller's deadline passed before the work could be done."""
+
+
 class Cancelled(ServiceError):
     """The caller cancelled the call."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 import psycopg
@@ -31,7 +32,10 @@ class ChatEvents:
     def __init__(self, url: str) -> None:
         self.url = url
         self._changed = threading.Condition()
+        # Change counters of the chats someone here follows, and how many follow
+        # each: a chat nobody follows takes no memory, however many are written.
         self._seq: dict[str, int] = {}
+        self._followers: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="chat-events", daemon=True)
 
@@ -52,11 +56,31 @@ class ChatEvents:
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             with self._changed:
-                                self._seq[note.payload] = self._seq.get(note.payload, 0) + 1
-                                self._changed.notify_all()
+                                if note.payload in self._seq:
+                                    self._seq[note.payload] += 1
+                                    self._changed.notify_all()
             except psycopg.Error as exc:  # the database went away: watchers fall back to polling
                 log.warning("chat event listener reconnecting: %s", type(exc).__name__)
                 self._stop.wait(1.0)
+
+    @contextmanager
+    def following(self, key: str) -> Iterator[None]:
+        """Count changes of `key` while the block runs."""
+        with self._changed:
+            self._followers[key] = self._followers.get(key, 0) + 1
+            self._seq.setdefault(key, 0)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._followers[key] -= 1
+                if not self._followers[key]:
+                    del self._followers[key], self._seq[key]
+
+    def followed(self) -> int:
+        """How many chats have a counter (for tests and metrics)."""
+        with self._changed:
+            return len(self._seq)
 
     def seq(self, key: str) -> int:
         with self._changed:
@@ -96,7 +120,8 @@ class Watcher:
         if not self._slots.acquire(blocking=False):
             raise ResourceExhausted(f"this server already serves {self.max_watches} watches; retry later")
         try:
-            yield from self._follow(identity, chat, key, after_version, active)
+            with self.events.following(key):
+                yield from self._follow(identity, chat, key, after_version, active)
         finally:
             self._slots.release()
 

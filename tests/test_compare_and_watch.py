@@ -111,3 +111,22 @@ def test_open_watches_are_capped(stack: Stack, caller: Caller, chat_id: str) -> 
     third = watcher.watch(who, chat_id, 0, lambda: True)
     assert next(third).version == 1
     third.close()
+
+
+def test_chats_nobody_watches_take_no_memory(stack: Stack, caller: Caller, chat_id: str) -> None:
+    """The listener kept a counter for every chat ever written, for ever."""
+    events = stack.app.events
+    for _ in range(200):
+        caller.save(str(uuid.uuid4()), "written, never watched")
+    caller.save(chat_id, "watched")
+    stream = caller.stub.WatchChat(api.WatchChatRequest(chat_id=chat_id, after_version=0), metadata=caller.md)
+    assert next(stream).snapshot.version == 1
+    time.sleep(1.5)  # the listener has heard every notification by now
+    assert events.followed() == 1
+    caller.save(chat_id, "live")
+    assert next(stream).snapshot.version == 2
+    stream.cancel()
+    deadline = time.monotonic() + 10
+    while events.followed() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert events.followed() == 0
