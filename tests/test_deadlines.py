@@ -20,6 +20,20 @@ from service.writes import WriteOptions
 from tests.conftest import Caller, Stack, rows
 
 
+def _save(history: History, who: Identity, chat_id: str, content: str) -> None:
+    history.save_message(
+        who,
+        chat_id=chat_id,
+        message_id="",
+        role=Role.USER,
+        content=content,
+        model_id="",
+        metadata={},
+        tokens=0,
+        options=WriteOptions(),
+    )
+
+
 def _chat_locked(stack: Stack, caller: Caller, chat_id: str) -> psycopg.Connection[object]:
     """Another session holding the chat's head row, as a stuck writer would."""
     conn = psycopg.connect(stack.runtime.database_url)
@@ -66,17 +80,7 @@ def test_without_a_deadline_a_lock_wait_ends_after_the_lock_timeout(stack: Stack
     try:
         started = time.monotonic()
         with pytest.raises(Unavailable):
-            history.save_message(
-                who,
-                chat_id=chat_id,
-                message_id="",
-                role=Role.USER,
-                content="second",
-                model_id="",
-                metadata={},
-                tokens=0,
-                options=WriteOptions(),
-            )
+            _save(history, who, chat_id, "second")
         assert time.monotonic() - started < 3
     finally:
         holder.close()
@@ -89,17 +93,7 @@ def test_a_call_past_its_deadline_does_no_work(stack: Stack, caller: Caller, cha
     token = deadline.bind(-0.1)
     try:
         with pytest.raises(DeadlineExceeded):
-            history.save_message(
-                who,
-                chat_id=chat_id,
-                message_id="",
-                role=Role.USER,
-                content="too late",
-                model_id="",
-                metadata={},
-                tokens=0,
-                options=WriteOptions(),
-            )
+            _save(history, who, chat_id, "too late")
     finally:
         deadline.unbind(token)
     assert rows(stack, caller.tenant_id, "select count(*) from tm_chats where chat_id = %s", chat_id) == [(0,)]
