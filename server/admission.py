@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 from service.errors import Unavailable
 
-TRANSFERS = frozenset({"UploadFile", "DownloadFile", "ExportChat", "DownloadExport"})
+# VerifyChat too: it reads every object of the chat (each one's bytes, when asked).
+TRANSFERS = frozenset({"UploadFile", "DownloadFile", "ExportChat", "DownloadExport", "VerifyChat"})
 
 
 class Admission:

@@ -391,7 +391,9 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         yield from self._paced(_framed(stream, api.DownloadExportResponse), context)
 
     def VerifyChat(self, request: api.VerifyChatRequest, context: Any) -> api.VerifyChatResponse:
-        report = self.p.verifier.verify(identity.current(), request.chat_id)
+        report = self.p.verifier.verify(
+            identity.current(), request.chat_id, check_content=request.check_content, active=context.is_active
+        )
         response = api.VerifyChatResponse(
             ok=report.ok,
             snapshots_checked=report.snapshots_checked,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from PIL import Image
 
@@ -24,7 +25,7 @@ from service.files import Files, UploadHeader
 from service.models import FileSource, Identity
 from service.vault import Vault
 from service.writes import WriteOptions
-from tests.conftest import Caller, Stack, incomplete_uploads, rows, rpc_error, upload_stream
+from tests.conftest import Caller, Stack, incomplete_uploads, rows, rpc_error, serving, upload_stream
 
 MiB = 1024 * 1024
 
@@ -370,6 +371,59 @@ def test_verify_finds_a_missing_vault_object(stack: Stack, caller: Caller, chat_
     report = caller.verify(chat_id)
     assert not report.ok and report.files_checked == 1
     assert any(p.file_id == up.file.id for p in report.problems)
+
+
+def test_verify_hashes_content_only_when_asked(stack: Stack, caller: Caller, chat_id: str) -> None:
+    """The default checks existence and size (cheap); check_content reads and hashes every byte."""
+    up = caller.upload(chat_id, "swapped.bin", b"a" * 1000)
+    vault = stack.stores.vault
+    other = vault.put(f"tests/swapped-{uuid.uuid4()}", b"b" * 1000, "application/octet-stream")
+    with psycopg.connect(stack.runtime.database_url) as conn, conn.transaction():
+        # Bytes replaced behind our back, same size: only a content check can tell.
+        conn.execute(
+            "update tm_files set s3_key = %s, s3_version_id = %s where id = %s",
+            (other.key, other.version_id, up.file.id),
+        )
+    assert caller.verify(chat_id).ok
+    full = caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat_id, check_content=True), metadata=caller.md)
+    assert not full.ok and any(p.file_id == up.file.id and "sha256" in p.detail for p in full.problems)
+
+
+def test_a_cancelled_content_check_gives_its_slot_back(
+    stack: Stack, caller: Caller, chat_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VerifyChat holds a transfer slot, and lets it go when its caller leaves."""
+    caller.upload(chat_id, "big.bin", os.urandom(16 * 1024 * 1024))
+    vault = stack.stores.vault
+    read = vault.read
+
+    def slow_read(key: str, version_id: str) -> Iterator[bytes]:  # the real bytes, at a slow link's pace
+        for chunk in read(key, version_id):
+            time.sleep(0.2)
+            yield chunk
+
+    monkeypatch.setattr(vault, "read", slow_read)
+    small = caller.upload(chat_id, "small.bin", b"small").file.id
+    with serving(stack, grpc_workers=2) as served:  # one transfer slot
+        request = api.VerifyChatRequest(chat_id=chat_id, check_content=True)
+        running = served.stub.VerifyChat.future(request, metadata=caller.md)
+        time.sleep(0.3)
+        with pytest.raises(grpc.RpcError) as busy:
+            list(served.stub.DownloadFile(api.DownloadFileRequest(file_id=small), metadata=caller.md))
+        assert busy.value.code() == grpc.StatusCode.UNAVAILABLE  # the verification holds the slot
+        running.cancel()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                got = b"".join(
+                    r.chunk
+                    for r in served.stub.DownloadFile(api.DownloadFileRequest(file_id=small), metadata=caller.md)
+                )
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert got == b"small"
 
 
 def test_vault_turns_versioning_on_at_start(stack: Stack) -> None:

@@ -1822,16 +1822,23 @@ class VerifyChatRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHAT_ID_FIELD_NUMBER: _builtins.int
+    CHECK_CONTENT_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
+    check_content: _builtins.bool
+    """Also read back every stored object and compare its SHA-256: reads every
+    byte of the chat's media. By default each object's existence and size at
+    its version id are checked, besides the replay of history.
+    """
     def __init__(
         self,
         *,
         chat_id: _builtins.str = ...,
+        check_content: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "check_content", b"check_content"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
