@@ -67,6 +67,12 @@ def _framed(stream: ExportStream, message: Any) -> Iterator[Any]:
     yield message(size_bytes=stream.size_bytes, sha256=stream.sha256)
 
 
+def _full_view(view: int) -> bool:
+    if view not in pb.FileView.values():
+        raise InvalidArgument([FieldViolation("view", "must be FILE_VIEW_BASIC or FILE_VIEW_FULL")])
+    return view == pb.FILE_VIEW_FULL
+
+
 class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     def __init__(self, product: Product, stream_idle_seconds: float = 60.0) -> None:
         self.p = product
@@ -162,7 +168,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             title=view.title,
             current_version=view.snapshot.version if view.snapshot else 0,
             messages=[convert.message(m) for m in view.messages],
-            files=[convert.media_file(f) for f in view.files],
+            files=[convert.media_file(f, with_text=False) for f in view.files],
             snapshot=convert.snapshot(view.snapshot) if view.snapshot else None,
             next_page_token=view.next_page_token,
         )
@@ -244,12 +250,20 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         return api.DeleteFileResponse(snapshot=convert.snapshot(snapshot))
 
     def ListFiles(self, request: api.ListFilesRequest, context: Any) -> api.ListFilesResponse:
-        rows = self.p.files.list_current(identity.current(), request.chat_id)
-        return api.ListFilesResponse(files=[convert.media_file(f) for f in rows])
+        full = _full_view(request.view)
+        rows, token = self.p.files.list_current(
+            identity.current(), request.chat_id, request.page_size, request.page_token, full
+        )
+        return api.ListFilesResponse(files=[convert.media_file(f, with_text=full) for f in rows], next_page_token=token)
 
     def ListFileVersions(self, request: api.ListFileVersionsRequest, context: Any) -> api.ListFileVersionsResponse:
-        rows = self.p.files.versions(identity.current(), request.chat_id, request.name)
-        return api.ListFileVersionsResponse(versions=[convert.media_file(f) for f in rows])
+        full = _full_view(request.view)
+        rows, token = self.p.files.versions(
+            identity.current(), request.chat_id, request.name, request.page_size, request.page_token, full
+        )
+        return api.ListFileVersionsResponse(
+            versions=[convert.media_file(f, with_text=full) for f in rows], next_page_token=token
+        )
 
     def GetTimeline(self, request: api.GetTimelineRequest, context: Any) -> api.GetTimelineResponse:
         t = self.p.reader.timeline(
@@ -286,7 +300,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             snapshot=convert.snapshot(view.snapshot),
             title=view.title,
             messages=[convert.message(m) for m in view.messages],
-            files=[convert.media_file(f) for f in view.files],
+            files=[convert.media_file(f, with_text=False) for f in view.files],
             next_page_token=view.next_page_token,
         )
 

@@ -82,8 +82,10 @@ class Comparer:
             files_before: dict[str, MediaFile] = {}
             files_after: dict[str, MediaFile] = {}
             if not page_token:
-                files_before = {f.original_name: f for f in states.files_at(tx, tenant, chat, before_snapshot.version)}
-                files_after = {f.original_name: f for f in states.files_at(tx, tenant, chat, after_snapshot.version)}
+                before_files = states.files_at(tx, tenant, chat, before_snapshot.version, with_text=False)
+                after_files = states.files_at(tx, tenant, chat, after_snapshot.version, with_text=False)
+                files_before = {f.original_name: f for f in before_files}
+                files_after = {f.original_name: f for f in after_files}
         result = Comparison(from_title=before_snapshot.title, to_title=after_snapshot.title)
         changes = [(position, list(group)) for position, group in groupby(rows, key=lambda r: r["position"])]
         if paged and len(changes) > limit:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from service import preview, states
+from service import paging, preview, states
 from service.database import Database, Transaction
 from service.errors import Cancelled, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from service.models import FileSource, Identity, MediaFile, Snapshot, Trigger
@@ -56,6 +56,24 @@ class _Received:
     size: int
     kept: bytes
     complete: bool
+
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def _weight(row: MediaFile) -> int:
+    return len((row.extracted_text or "").encode()) + len((row.ai_description or "").encode()) + 1024
+
+
+def _page(
+    rows: list[MediaFile], size: int, scope: tuple[object, ...], key: Callable[[MediaFile], object]
+) -> tuple[list[MediaFile], str]:
+    """At most `size` rows and at most what fits an answer, with the token after them."""
+    kept = min(size, paging.fit(rows[:size], _weight))
+    if kept >= len(rows):
+        return rows, ""
+    return rows[:kept], paging.encode(key(rows[kept - 1]), scope)
 
 
 def file_in_chat(tx: Transaction, identity: Identity, file_id: UUID, chat_id: UUID | None = None) -> MediaFile:
@@ -263,26 +281,42 @@ class Files:
         expires_at = datetime.now(UTC) + timedelta(seconds=seconds)
         return self.vault.presign(row.s3_key, row.s3_version_id, seconds, row.mime_type), expires_at
 
-    def list_current(self, identity: Identity, chat_id: str) -> list[MediaFile]:
+    def list_current(
+        self, identity: Identity, chat_id: str, page_size: int = 0, page_token: str = "", full: bool = False
+    ) -> tuple[list[MediaFile], str]:
+        """The chat's current files by name, a page at a time (extracted_text only when `full`)."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
+        size = check.page_size("page_size", page_size, default=DEFAULT_PAGE, maximum=MAX_PAGE)
         check.done()
         assert chat is not None
+        scope = ("files", identity.tenant_id, chat, full)
+        after = paging.decode(page_token, scope, str)
         with self.db.transaction(identity.tenant_id) as tx:
             head = require_chat(tx, identity, chat)
-            return states.files_at(tx, identity.tenant_id, chat, head.head_version)
+            rows = states.files_at(tx, identity.tenant_id, chat, head.head_version, with_text=full)
+        rows.sort(key=lambda f: f.original_name)  # code-point order, whatever the database's collation
+        rows = [f for f in rows if after is None or f.original_name > after]
+        return _page(rows, size, scope, lambda f: f.original_name)
 
-    def versions(self, identity: Identity, chat_id: str, name: str) -> list[MediaFile]:
+    def versions(
+        self, identity: Identity, chat_id: str, name: str, page_size: int = 0, page_token: str = "", full: bool = False
+    ) -> tuple[list[MediaFile], str]:
+        """One name's versions, newest first, a page at a time (extracted_text only when `full`)."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
         check.text("name", name, max_bytes=MAX_NAME_BYTES, required=True)
+        size = check.page_size("page_size", page_size, default=DEFAULT_PAGE, maximum=MAX_PAGE)
         check.done()
         assert chat is not None
+        scope = ("file_versions", identity.tenant_id, chat, name, full)
+        before = paging.decode(page_token, scope, int)
         with self.db.transaction(identity.tenant_id) as tx:
-            rows = states.file_versions(tx, identity.tenant_id, chat, name=name)[::-1]
+            rows = states.file_versions(tx, identity.tenant_id, chat, name=name, with_text=full)[::-1]
         if not rows:
             raise NotFound(f"chat {chat_id} has no file named {name!r}")
-        return rows
+        rows = [f for f in rows if before is None or f.version < before]
+        return _page(rows, size, scope, lambda f: f.version)
 
     # -- delete --------------------------------------------------------------
 

@@ -26,6 +26,8 @@ def encode(key: Any, scope: tuple[object, ...]) -> str:
 
 
 T = TypeVar("T")
+# What one answer may carry: gRPC clients refuse messages over 4 MiB by default.
+RESPONSE_BUDGET = 3 * 1024 * 1024
 
 
 def trim(rows: list[T], size: int, scope: tuple[object, ...], key: Callable[[T], Any]) -> tuple[list[T], str]:
@@ -33,6 +35,17 @@ def trim(rows: list[T], size: int, scope: tuple[object, ...], key: Callable[[T],
     if len(rows) <= size:
         return rows, ""
     return rows[:size], encode(key(rows[size - 1]), scope)
+
+
+def fit(rows: list[T], weight: Callable[[T], int], budget: int = RESPONSE_BUDGET) -> int:
+    """How many of `rows` fit in `budget` bytes (at least one): answers stay below a client's 4 MiB."""
+    kept = 0
+    for row in rows:
+        budget -= weight(row)
+        if budget < 0 and kept:
+            break
+        kept += 1
+    return kept
 
 
 def decode(token: str, scope: tuple[object, ...], expect: type, field: str = "page_token") -> Any:

@@ -108,6 +108,7 @@ def file_versions(
     version: int = NEWEST,
     name: str | None = None,
     latest_only: bool = False,
+    with_text: bool = True,
 ) -> list[MediaFile]:
     """File versions written at or before `version`, by name then version.
 
@@ -120,6 +121,7 @@ def file_versions(
         "version": version,
         "original_name": name,
         "latest_only": latest_only,
+        "with_text": with_text,
     }
     rows: list[dict[str, Any]] = tx.all("file_versions_at_version", params)
     tombstones = _Tombstones(tx.all("file_deletions", {**params}))
@@ -133,6 +135,8 @@ def file_versions(
     return files
 
 
-def files_at(tx: Transaction, tenant_id: UUID, chat_id: UUID, version: int = NEWEST) -> list[MediaFile]:
+def files_at(
+    tx: Transaction, tenant_id: UUID, chat_id: UUID, version: int = NEWEST, *, with_text: bool = True
+) -> list[MediaFile]:
     """The files in view at `version` (now, by default), by name."""
-    return file_versions(tx, tenant_id, chat_id, version=version, latest_only=True)
+    return file_versions(tx, tenant_id, chat_id, version=version, latest_only=True, with_text=with_text)

@@ -68,7 +68,7 @@ class Reader:
             messages = states.messages_at(
                 tx, tenant, chat, head.head_version, after_position=after, limit=limit + 1 if paged else None
             )
-            files = states.files_at(tx, tenant, chat, head.head_version)
+            files = states.files_at(tx, tenant, chat, head.head_version, with_text=False)
         token = ""
         if paged:
             messages, token = paging.trim(messages, limit, scope, lambda m: m.position)
@@ -148,7 +148,7 @@ class Reader:
             messages = states.messages_at(
                 tx, identity.tenant_id, chat, snapshot.version, after_position=after, limit=limit + 1 if paged else None
             )
-            files = states.files_at(tx, identity.tenant_id, chat, snapshot.version)
+            files = states.files_at(tx, identity.tenant_id, chat, snapshot.version, with_text=False)
         token = ""
         if paged:
             messages, token = paging.trim(messages, limit, scope, lambda m: m.position)

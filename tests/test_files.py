@@ -434,3 +434,54 @@ def test_vault_turns_versioning_on_at_start(stack: Stack) -> None:
     Vault(client, bucket).open(wait_seconds=10)
     assert client.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled"
     Vault(client, f"tm-new-{uuid.uuid4().hex[:12]}").open(wait_seconds=10)  # a missing bucket is created, versioned
+
+
+def test_file_listings_page_and_leave_text_out_unless_asked(caller: Caller, chat_id: str) -> None:
+    """ListFiles and ListFileVersions page (AIP-158), and carry extracted_text only in the FULL view."""
+    text = "🙂" * 100_000  # the most extracted text a file keeps: 400 KB of UTF-8
+    for i in range(10):
+        caller.upload(chat_id, f"notes-{i}.txt", text.encode(), mime_type="text/plain")
+    basic = caller.stub.ListFiles(api.ListFilesRequest(chat_id=chat_id), metadata=caller.md)
+    assert [f.original_name for f in basic.files] == [f"notes-{i}.txt" for i in range(10)]
+    assert all(f.extracted_text == "" for f in basic.files) and basic.next_page_token == ""
+    # FULL: ten 400 KB texts would pass a client's 4 MiB limit; a page stops before 3 MiB.
+    names: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = caller.stub.ListFiles(
+            api.ListFilesRequest(chat_id=chat_id, view=pb.FILE_VIEW_FULL, page_token=token), metadata=caller.md
+        )
+        assert page.ByteSize() < 3.5 * 1024 * 1024
+        assert all(f.extracted_text == text for f in page.files)
+        names += [f.original_name for f in page.files]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert names == [f"notes-{i}.txt" for i in range(10)] and pages >= 2
+    small = caller.stub.ListFiles(api.ListFilesRequest(chat_id=chat_id, page_size=4), metadata=caller.md)
+    assert len(small.files) == 4 and small.next_page_token
+    # A token is bound to its request.
+    error = rpc_error(
+        caller.stub.ListFiles,
+        api.ListFilesRequest(chat_id=chat_id, view=pb.FILE_VIEW_FULL, page_token=small.next_page_token),
+        metadata=caller.md,
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad_view = rpc_error(caller.stub.ListFiles, api.ListFilesRequest(chat_id=chat_id, view=7), metadata=caller.md)  # type: ignore[arg-type]
+    assert bad_view.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for i in range(4):
+        caller.upload(chat_id, "notes-0.txt", f"version {i}".encode(), mime_type="text/plain")
+    versions: list[int] = []
+    token = ""
+    while True:
+        page = caller.stub.ListFileVersions(
+            api.ListFileVersionsRequest(chat_id=chat_id, name="notes-0.txt", page_size=2, page_token=token),
+            metadata=caller.md,
+        )
+        versions += [v.version for v in page.versions]
+        token = page.next_page_token
+        if not token:
+            break
+    assert versions == [5, 4, 3, 2, 1]

@@ -58,10 +58,12 @@ WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND id = %(id)s AND me
 -- `original_name` is NULL), in name and version order; only each name's latest
 -- at N when `latest_only`. Each row says when its name's next version came
 -- (NULL: none yet) and how many versions the name has; deletions are a table
--- of their own (file_deletions) and are applied by the caller.
+-- of their own (file_deletions) and are applied by the caller. extracted_text
+-- (up to 400 KB a file) only `with_text`.
 SELECT id, tenant_id, chat_id, message_id, snapshot_id, chat_version, original_name, display_name,
        mime_type, size_bytes, checksum_sha256, s3_bucket, s3_key, s3_version_id, thumbnail_s3_key,
-       thumbnail_version_id, preview_generated, version, previous_version_id, source, extracted_text,
+       thumbnail_version_id, preview_generated, version, previous_version_id, source,
+       CASE WHEN %(with_text)s THEN extracted_text END AS extracted_text,
        ai_description, restored_from_id, created_at, next_version_at, version_count
 FROM (
     SELECT f.*, lead(f.chat_version) OVER w AS next_chat_version, lead(f.created_at) OVER w AS next_version_at,

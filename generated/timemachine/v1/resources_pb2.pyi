@@ -304,6 +304,30 @@ SEARCH_TYPE_FILES: SearchType.ValueType  # 3
 """File names, extracted text and AI descriptions only."""
 Global___SearchType: _TypeAlias = SearchType  # noqa: Y015
 
+class _FileView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FileViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FileView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FILE_VIEW_UNSPECIFIED: _FileView.ValueType  # 0
+    """Same as FILE_VIEW_BASIC."""
+    FILE_VIEW_BASIC: _FileView.ValueType  # 1
+    """Every field but extracted_text, which can be 400 KB a file."""
+    FILE_VIEW_FULL: _FileView.ValueType  # 2
+    """Every field."""
+
+class FileView(_FileView, metaclass=_FileViewEnumTypeWrapper):
+    """How much of each file a listing returns (AIP-157)."""
+
+FILE_VIEW_UNSPECIFIED: FileView.ValueType  # 0
+"""Same as FILE_VIEW_BASIC."""
+FILE_VIEW_BASIC: FileView.ValueType  # 1
+"""Every field but extracted_text, which can be 400 KB a file."""
+FILE_VIEW_FULL: FileView.ValueType  # 2
+"""Every field."""
+Global___FileView: _TypeAlias = FileView  # noqa: Y015
+
 @_typing.final
 class Snapshot(_message.Message):
     """A point in a chat's history. Versions run 1, 2, 3 … per chat with no gaps."""
