@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -236,3 +237,34 @@ def test_the_chat_at_a_snapshot_in_pages(caller: Caller, chat_id: str) -> None:
     other_point = rpc_error(caller.at, chat_id, version=point - 1, page_token=first.next_page_token)
     assert other_point.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rpc_error(caller.at, chat_id, version=point, page_size=-1).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_chat_too_large_for_one_answer_comes_in_pages(caller: Caller, chat_id: str) -> None:
+    """Five 1 MiB messages would pass a client's default 4 MiB: the answer pages itself."""
+    big = "x" * (1024 * 1024 - 16)
+    message_id = ""
+    for i in range(5):
+        message_id = caller.save(chat_id, f"{i}{big}").message.message_id
+    for i in range(3):
+        caller.edit(chat_id, message_id, f"edit {i}{big}")
+
+    def now(token: str) -> Any:
+        return caller.stub.GetChat(api.GetChatRequest(chat_id=chat_id, page_token=token), metadata=caller.md)
+
+    def then(token: str) -> Any:
+        request = api.GetChatAtSnapshotRequest(chat_id=chat_id, version=8, page_token=token)
+        return caller.stub.GetChatAtSnapshot(request, metadata=caller.md)
+
+    for read in (now, then):
+        first = read("")
+        assert first.next_page_token and 0 < len(first.messages) < 5
+        seen, token = [m.content[0] for m in first.messages], first.next_page_token
+        while token:
+            page = read(token)
+            seen += [m.content[0] for m in page.messages]
+            token = page.next_page_token
+        assert seen == ["0", "1", "2", "3", "e"]
+    versions = caller.stub.ListMessageVersions(
+        api.ListMessageVersionsRequest(chat_id=chat_id, message_id=message_id), metadata=caller.md
+    )
+    assert versions.next_page_token and 0 < len(versions.versions) < 4
