@@ -10,6 +10,7 @@ upload aborted: a failed upload leaves no row and no object behind.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -19,7 +20,15 @@ from uuid import UUID, uuid4
 
 from service import paging, preview, states
 from service.database import Database, Transaction
-from service.errors import Cancelled, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
+from service.errors import (
+    Cancelled,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServiceError,
+)
 from service.models import FileSource, Identity, MediaFile, Snapshot, Trigger
 from service.timeline import require_chat
 from service.validation import Checker
@@ -58,6 +67,7 @@ class _Received:
     complete: bool
 
 
+log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
@@ -111,6 +121,7 @@ class Files:
         # other write to the chat (and their pool connections) waiting.
         thumb = self._store_thumbnail(identity, mime_type, received)
         extracted = preview.extract_text(mime_type, header.name, received.kept, received.complete)
+        committing, file_id = False, None
         try:
             with self.db.transaction(identity.tenant_id) as tx:
                 try:
@@ -147,9 +158,16 @@ class Files:
                     trigger, trigger_file_id=file_id, trigger_message_id=message, description=f"{header.name} stored"
                 )
                 result = write.file(file_id), snapshot
+                committing = True  # from here a failure may come after the database committed
         except BaseException:
-            self._discard(received.stored, thumb)
-            raise
+            outcome = self._committed(identity, file_id) if committing else False
+            if outcome is None:  # unknown: the objects may be referenced; the sweeper decides later
+                log.warning("upload outcome unknown after a failed commit; its objects are kept")
+                raise
+            if not outcome:
+                self._discard(received.stored, thumb)
+                raise
+            log.warning("an upload's commit was reported failed but had succeeded; answering with it")
         if stored != received.stored:  # the same bytes were already in the vault
             self.vault.discard(received.stored.key, received.stored.version_id)
         return result
@@ -234,6 +252,20 @@ class Files:
             return received.stored
         existing = tx.one("get_object", params)
         return StoredObject(existing["s3_key"], existing["s3_version_id"])
+
+    def _committed(self, identity: Identity, file_id: UUID | None) -> bool | None:
+        """Whether the upload's file row exists: True, False, or None when the database cannot say.
+
+        Only a certain False lets the upload delete its objects: a commit that
+        failed in flight (connection lost) may have committed rows that name them.
+        """
+        if file_id is None:
+            return False
+        try:
+            with self.db.transaction(identity.tenant_id) as tx:
+                return tx.one("file_by_id", {"file_id": file_id}) is not None
+        except ServiceError:
+            return None
 
     def _discard(self, stored: StoredObject, thumb: StoredObject | None) -> None:
         for obj in (stored, thumb):

@@ -485,3 +485,34 @@ def test_file_listings_page_and_leave_text_out_unless_asked(caller: Caller, chat
         if not token:
             break
     assert versions == [5, 4, 3, 2, 1]
+
+
+def test_a_commit_lost_in_flight_never_deletes_what_it_committed(
+    stack: Stack, caller: Caller, chat_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database commits, then the connection fails before it says so.
+
+    The upload used to delete the object version its committed row names, so
+    the file could not be read and every later upload of the same bytes was
+    deduplicated onto nothing.
+    """
+    data = os.urandom(100_000)
+    armed = threading.Event()
+    commit = psycopg.Transaction.__exit__
+
+    def lost_after_commit(self: psycopg.Transaction, *exc: Any) -> Any:
+        result = commit(self, *exc)
+        if armed.is_set() and exc[0] is None:
+            armed.clear()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return result
+
+    monkeypatch.setattr(psycopg.Transaction, "__exit__", lost_after_commit)
+    armed.set()
+    first = caller.upload(chat_id, "kept.bin", data)  # committed: answered as such
+    monkeypatch.undo()
+    assert not armed.is_set(), "the fault was never injected"
+    assert caller.download(first.file.id)[1] == data
+    again = caller.upload(chat_id, "again.bin", data)  # deduplicated onto the kept object
+    assert caller.download(again.file.id)[1] == data
+    assert caller.verify(chat_id).ok
