@@ -50,7 +50,7 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents) -> Pro
         files=Files(stores.db, stores.vault, settings.max_upload_bytes),
         searcher=Searcher(stores.db),
         exporter=exporter,
-        bundles=Bundles(stores.db, stores.vault, exporter),
+        bundles=Bundles(stores.db, stores.vault, exporter, max_queued=settings.export_queue_per_tenant),
         comparer=Comparer(stores.db),
         # With transfers capped at half the threads (server/admission.py),
         # a quarter for watches leaves short calls a quarter at least.

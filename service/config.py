@@ -47,6 +47,7 @@ class Settings:
     db_statement_timeout_seconds: int = 60
     db_lock_timeout_seconds: int = 10
     db_idle_in_transaction_seconds: int = 60
+    export_queue_per_tenant: int = 20
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,4 +81,5 @@ class Settings:
             db_statement_timeout_seconds=_int("TM_DB_STATEMENT_TIMEOUT_SECONDS", 60),
             db_lock_timeout_seconds=_int("TM_DB_LOCK_TIMEOUT_SECONDS", 10),
             db_idle_in_transaction_seconds=_int("TM_DB_IDLE_IN_TRANSACTION_SECONDS", 60),
+            export_queue_per_tenant=_int("TM_EXPORT_QUEUE_PER_TENANT", 20),
         )

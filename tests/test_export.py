@@ -26,7 +26,7 @@ from pypdf import PdfReader
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from service.errors import ResourceExhausted
-from service.export.bundles import ExportWorker
+from service.export.bundles import MAX_ATTEMPTS, ExportWorker
 from service.export.exporter import Exporter, ExportRequest
 from service.models import Identity
 from tests.bulk import load_bulk_chat
@@ -435,3 +435,75 @@ def test_another_tenants_bundles_are_not_found(stack: Stack, caller: Caller, oth
     assert rpc_error(list, download(other, bundle.id)).code() == grpc.StatusCode.NOT_FOUND
     assert rpc_error(create, other, chat_id, format=pb.EXPORT_FORMAT_JSON).code() == grpc.StatusCode.NOT_FOUND
     assert rpc_error(get, caller, "nope").code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def only_queued(stack: Stack, tenant_id: str) -> None:
+    """The queue is shared by every tenant: end other tests' leftover bundles, so claims here are ours."""
+    with psycopg.connect(stack.runtime.database_url) as conn, conn.transaction():
+        conn.execute(
+            "update tm_export_bundles set status = 'failed', lease_expires_at = null"
+            " where status in ('pending', 'processing') and tenant_id <> %s",
+            (tenant_id,),
+        )
+
+
+def test_a_bundle_that_kills_its_workers_fails_instead_of_crash_looping(
+    stack: Stack, exporter: Exporter, caller: Caller, chat_id: str
+) -> None:
+    """Each claim counts; after the last attempt the bundle fails rather than taking down every replica."""
+    only_queued(stack, caller.tenant_id)
+    sample_chat(caller, chat_id)
+    bundle = create(caller, chat_id, format=pb.EXPORT_FORMAT_JSON)
+    for _ in range(MAX_ATTEMPTS):  # each worker dies (out of memory, say) right after claiming
+        claimed = worker(stack, exporter, lease=1).claim()
+        assert claimed is not None and str(claimed[0]) == bundle.id
+        time.sleep(1.2)
+    assert worker(stack, exporter, lease=1).claim() is None  # before: claimed a fourth time, and so on
+    failed = get(caller, bundle.id)
+    assert failed.status == pb.EXPORT_STATUS_FAILED and "died" in failed.error_message
+
+
+def test_a_long_render_keeps_its_lease(
+    stack: Stack, exporter: Exporter, caller: Caller, chat_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease used to be renewed only while uploading: a render longer than it was claimed again."""
+    only_queued(stack, caller.tenant_id)
+    sample_chat(caller, chat_id)
+    bundle = create(caller, chat_id, format=pb.EXPORT_FORMAT_JSON)
+    render = exporter.render
+
+    def slow_render(plan: Any) -> Any:
+        time.sleep(3)  # three leases long
+        return render(plan)
+
+    monkeypatch.setattr(exporter, "render", slow_render)
+    first = worker(stack, exporter, lease=1)
+    first.start()
+    try:
+        deadline = time.monotonic() + 10
+        while get(caller, bundle.id).status != pb.EXPORT_STATUS_PROCESSING:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(2)  # past the first lease
+        assert worker(stack, exporter, lease=1).claim() is None
+        ready = wait_for(caller, bundle.id, pb.EXPORT_STATUS_READY, timeout=30)
+    finally:
+        first.stop()
+    assert ready.status == pb.EXPORT_STATUS_READY
+
+
+def test_a_tenant_cannot_fill_the_export_queue(stack: Stack, caller: Caller, chat_id: str) -> None:
+    caller.save(chat_id, "queued")
+    bundles = [create(caller, chat_id, format=pb.EXPORT_FORMAT_JSON) for _ in range(20)]
+    try:
+        error = rpc_error(
+            caller.stub.CreateExport,
+            api.CreateExportRequest(chat_id=chat_id, format=pb.EXPORT_FORMAT_JSON),
+            metadata=caller.md,
+        )
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "ExportChat" in (error.details() or "")
+    finally:  # leave no queue behind for other tests' workers
+        with psycopg.connect(stack.runtime.database_url) as conn, conn.transaction():
+            conn.execute(
+                "update tm_export_bundles set status = 'failed' where id = any(%s)", ([b.id for b in bundles],)
+            )

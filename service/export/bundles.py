@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,11 +78,57 @@ def _bundle(row: dict[str, Any], url: str = "") -> Bundle:
     )
 
 
+class LeaseLost(Exception):
+    """Another worker holds the bundle now: stop, and leave it to them."""
+
+
+class _Lease:
+    """Renews a claimed bundle's lease from a helper thread for as long as the work runs.
+
+    Rendering (a PDF is built in memory) can take longer than a lease; renewed
+    only while uploading, the bundle was claimed again mid-render, and with two
+    replicas restarted for ever. A renewal that finds the lease gone marks it
+    lost, and the work stops at its next check.
+    """
+
+    def __init__(self, db: Database, params: dict[str, Any], seconds: int) -> None:
+        self.db = db
+        self.params = {**params, "lease_seconds": seconds}
+        self.every = max(0.2, seconds / 3)
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="export-lease", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every):
+            try:
+                with self.db.transaction(self.params["tenant_id"]) as tx:
+                    if not tx.execute("renew_lease", self.params):
+                        self.lost.set()
+                        return
+            except ServiceError as exc:  # the database is away: the lease may run out; finishing will tell
+                log.warning("export lease not renewed: %s", exc.message)
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost()
+
+
 class Bundles:
-    def __init__(self, db: Database, vault: Vault, exporter: Exporter) -> None:
+    def __init__(self, db: Database, vault: Vault, exporter: Exporter, max_queued: int = 20) -> None:
         self.db = db
         self.vault = vault
         self.exporter = exporter
+        # Bundles a tenant may have waiting or rendering: one tenant cannot fill the queue for all.
+        self.max_queued = max_queued
 
     def create(self, identity: Identity, request: ExportRequest, expires_in_seconds: int) -> Bundle:
         lifetime = expires_in_seconds or DEFAULT_LIFETIME
@@ -91,6 +136,11 @@ class Bundles:
             raise InvalidArgument([FieldViolation("expires_in_seconds", f"must be from 1 to {MAX_LIFETIME}")])
         plan = self.exporter.plan(identity, request)  # validates, and pins `to` to the head now
         with self.db.transaction(identity.tenant_id) as tx:
+            if tx.one("queued_bundles", {"tenant_id": identity.tenant_id})["queued"] >= self.max_queued:
+                raise ResourceExhausted(
+                    f"{self.max_queued} exports are already waiting or rendering for this tenant; "
+                    "retry when one is ready, or use ExportChat, which streams"
+                )
             row = tx.one(
                 "insert_bundle",
                 {
@@ -197,7 +247,9 @@ class ExportWorker:
 
     def claim(self) -> tuple[UUID, UUID] | None:
         with self.db.transaction(None) as tx:
-            row = tx.one("claim_bundle", {"worker": self.name, "lease_seconds": self.lease_seconds})
+            row = tx.one(
+                "claim_bundle", {"worker": self.name, "lease_seconds": self.lease_seconds, "max_attempts": MAX_ATTEMPTS}
+            )
         return (row["id"], row["tenant_id"]) if row else None
 
     def run_once(self) -> bool:
@@ -211,11 +263,16 @@ class ExportWorker:
 
     def render(self, bundle_id: UUID, tenant_id: UUID) -> None:
         params = {"tenant_id": tenant_id, "id": bundle_id, "worker": self.name}
+        lease = _Lease(self.db, params, self.lease_seconds)
         try:
-            with self.db.transaction(tenant_id) as tx:
-                row = tx.one("get_bundle", {"tenant_id": tenant_id, "id": bundle_id})
-            stream = self.exporter.render(self.exporter.plan_of_bundle(row))
-            stored = self._store(stream, tenant_id, bundle_id, params)
+            with lease:
+                with self.db.transaction(tenant_id) as tx:
+                    row = tx.one("get_bundle", {"tenant_id": tenant_id, "id": bundle_id})
+                stream = self.exporter.render(self.exporter.plan_of_bundle(row))
+                stored = self._store(stream, tenant_id, bundle_id, lease)
+        except LeaseLost:
+            log.warning("export %s: lease lost to another worker; its result stands", bundle_id)
+            return
         except Exception as exc:
             message = exc.message if isinstance(exc, ServiceError) else "rendering failed"
             log.warning("export %s failed: %s", bundle_id, message, exc_info=not isinstance(exc, ServiceError))
@@ -241,16 +298,13 @@ class ExportWorker:
         if not finished:  # our lease ran out and another worker took over: its result stands
             self.vault.discard(*stored)
 
-    def _store(self, stream: ExportStream, tenant_id: UUID, bundle_id: UUID, params: dict[str, Any]) -> tuple[str, str]:
+    def _store(self, stream: ExportStream, tenant_id: UUID, bundle_id: UUID, lease: _Lease) -> tuple[str, str]:
         writer = self.vault.writer(f"tenants/{tenant_id}/exports/{bundle_id}/{uuid.uuid4()}", stream.mime_type)
-        renewed = time.monotonic()
         try:
             for chunk in stream:
+                lease.check()
                 writer.write(chunk)
-                if time.monotonic() - renewed > self.lease_seconds / 3:  # keep the lease while work progresses
-                    renewed = time.monotonic()
-                    with self.db.transaction(tenant_id) as tx:
-                        tx.execute("renew_lease", {**params, "lease_seconds": self.lease_seconds})
+            lease.check()
             stored = writer.finish()
         except BaseException:
             writer.abort()

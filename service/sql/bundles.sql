@@ -15,9 +15,15 @@ FROM tm_export_bundles
 WHERE tenant_id = %(tenant_id)s AND id = %(id)s
 
 -- name: claim_bundle
-SELECT id, tenant_id FROM tm_claim_export(%(worker)s, %(lease_seconds)s)
+SELECT id, tenant_id FROM tm_claim_export(%(worker)s, %(lease_seconds)s, %(max_attempts)s)
+
+-- name: queued_bundles
+-- A tenant's bundles waiting or rendering (the queue index's predicate).
+SELECT count(*) AS queued FROM tm_export_bundles
+WHERE tenant_id = %(tenant_id)s AND status IN ('pending', 'processing')
 
 -- name: renew_lease
+-- No row: the lease was lost (it ran out and another worker claimed the bundle).
 UPDATE tm_export_bundles
 SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND worker = %(worker)s AND status = 'processing'
