@@ -388,7 +388,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         self, request: api.ExportChatRequest, context: Any
     ) -> Iterator[api.ExportChatResponse | bytes]:
         exporter = self.p.exporter
-        stream = exporter.render(exporter.plan(identity.current(), _export_request(request)))
+        stream = exporter.render(exporter.plan(identity.current(), _export_request(request)), context.is_active)
         yield from self._paced(_framed(stream, api.ExportChatResponse), context)
 
     def CreateExport(self, request: api.CreateExportRequest, context: Any) -> api.CreateExportResponse:

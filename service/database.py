@@ -132,6 +132,7 @@ class Database:
         idle_in_transaction_timeout: float = 60.0,
     ) -> None:
         self.url = url
+        self.max_connections = max_size
         self.statement_timeout = statement_timeout
         self.lock_timeout = lock_timeout
         self.idle_in_transaction_timeout = idle_in_transaction_timeout

@@ -13,6 +13,7 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from html.parser import HTMLParser
 from typing import Any
 
@@ -25,6 +26,10 @@ from pypdf import PdfReader
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
+from generated.timemachine.v1 import service_pb2_grpc
+from server.app import App, Stores
+from service.config import Settings
+from service.database import Database
 from service.errors import ResourceExhausted
 from service.export.bundles import MAX_ATTEMPTS, ExportWorker
 from service.export.exporter import Exporter, ExportRequest
@@ -472,9 +477,9 @@ def test_a_long_render_keeps_its_lease(
     bundle = create(caller, chat_id, format=pb.EXPORT_FORMAT_JSON)
     render = exporter.render
 
-    def slow_render(plan: Any) -> Any:
+    def slow_render(plan: Any, *rest: Any) -> Any:
         time.sleep(3)  # three leases long
-        return render(plan)
+        return render(plan, *rest)
 
     monkeypatch.setattr(exporter, "render", slow_render)
     first = worker(stack, exporter, lease=1)
@@ -507,3 +512,29 @@ def test_a_tenant_cannot_fill_the_export_queue(stack: Stack, caller: Caller, cha
             conn.execute(
                 "update tm_export_bundles set status = 'failed' where id = any(%s)", ([b.id for b in bundles],)
             )
+
+
+def test_a_cancelled_export_stops_rendering_and_gives_its_connection_back(
+    stack: Stack, caller: Caller, chat_id: str
+) -> None:
+    """It used to render to the end, holding a pool connection, after its caller had left."""
+    load_bulk_chat(stack.runtime.database_url, uuid.UUID(caller.tenant_id), uuid.UUID(chat_id), 5000, 2)
+    db = Database(stack.runtime.database_url, min_size=1, max_size=1)  # one connection: a render holds it
+    db.open()
+    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0)
+    app = App(settings, Stores(db=db, vault=stack.stores.vault))
+    app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+    stub = service_pb2_grpc.TimeMachineServiceStub(channel)
+    try:
+        request = api.ExportChatRequest(chat_id=chat_id, format=pb.EXPORT_FORMAT_PDF, include_version_history=True)
+        export = stub.ExportChat(request, metadata=caller.md)
+        time.sleep(1.0)  # rendering: 10,000 versions into a PDF takes many seconds here
+        export.cancel()
+        started = time.monotonic()
+        reply = stub.GetTimeline(api.GetTimelineRequest(chat_id=chat_id, page_size=1), metadata=caller.md)
+        assert reply.current_version == 10_000 and time.monotonic() - started < 3
+    finally:
+        channel.close()
+        app.stop(grace=1)
+        db.close()

@@ -268,12 +268,12 @@ class ExportWorker:
             with lease:
                 with self.db.transaction(tenant_id) as tx:
                     row = tx.one("get_bundle", {"tenant_id": tenant_id, "id": bundle_id})
-                stream = self.exporter.render(self.exporter.plan_of_bundle(row))
+                stream = self.exporter.render(self.exporter.plan_of_bundle(row), lambda: not lease.lost.is_set())
                 stored = self._store(stream, tenant_id, bundle_id, lease)
-        except LeaseLost:
-            log.warning("export %s: lease lost to another worker; its result stands", bundle_id)
-            return
         except Exception as exc:
+            if isinstance(exc, LeaseLost) or lease.lost.is_set():  # the render stops: another worker holds it
+                log.warning("export %s: lease lost to another worker; its result stands", bundle_id)
+                return
             message = exc.message if isinstance(exc, ServiceError) else "rendering failed"
             log.warning("export %s failed: %s", bundle_id, message, exc_info=not isinstance(exc, ServiceError))
             # A bundle too large to render, or a plan gone invalid, fails the same way every time.

@@ -10,6 +10,7 @@ connection, and memory stays bounded whatever the chat or media size.
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from uuid import UUID
 
 from service import states
 from service.database import Database, Transaction
-from service.errors import DataLoss, FieldViolation, InvalidArgument
+from service.errors import Cancelled, DataLoss, FieldViolation, InvalidArgument, Unavailable
 from service.export import archive
 from service.export.content import ExportFile, ExportHeader, messages
 from service.export.pdf import PdfRenderer
@@ -31,6 +32,10 @@ from service.vault import Vault, s3_errors
 
 CHUNK = 1024 * 1024
 SPOOL_BYTES = 8 * 1024 * 1024
+# A render checks for its caller every this many messages.
+CANCEL_CHECK_EVERY = 200
+# How long a render waits for one of the connections exports may use.
+RENDER_WAIT_SECONDS = 10.0
 FORMATS: dict[str, tuple[str, str]] = {  # format -> (extension, mime type)
     "zip": ("zip", "application/zip"),
     "json": ("json", "application/json"),
@@ -136,6 +141,7 @@ def _read(spool: IO[bytes]) -> Iterator[bytes]:
 
 class Exporter:
     def __init__(self, db: Database, vault: Vault, pdf_max_text_bytes: int = DEFAULT_PDF_MAX_TEXT_BYTES) -> None:
+        self._render_slots = threading.BoundedSemaphore(max(1, db.max_connections // 2))
         self.db = db
         self.vault = vault
         self.pdf_max_text_bytes = pdf_max_text_bytes
@@ -183,9 +189,25 @@ class Exporter:
             to_snapshot_id=row["to_snapshot_id"],
         )
 
-    def render(self, plan: ExportPlan) -> ExportStream:
+    def render(self, plan: ExportPlan, active: Callable[[], bool] = lambda: True) -> ExportStream:
+        """Render into spools in one database pass; stops with Cancelled once `active()` is false.
+
+        A render holds a pool connection for its whole pass, so at most half
+        the pool renders at once (the rest wait their turn, up to
+        RENDER_WAIT_SECONDS): short calls always find a connection.
+        """
         extension, mime_type = FORMATS[plan.format]
         identity = Identity(plan.tenant_id, None)
+        if not self._render_slots.acquire(timeout=RENDER_WAIT_SECONDS):
+            raise Unavailable("every connection this server lends to exports is rendering; retry shortly")
+        try:
+            return self._render(plan, extension, mime_type, identity, active)
+        finally:
+            self._render_slots.release()
+
+    def _render(
+        self, plan: ExportPlan, extension: str, mime_type: str, identity: Identity, active: Callable[[], bool]
+    ) -> ExportStream:
         with self.db.transaction(plan.tenant_id) as tx:
             header = self._header(tx, identity, plan)
             crc32s = self._recorded_crc32s(tx, plan.tenant_id, header.files)
@@ -199,9 +221,13 @@ class Exporter:
                 renderers = [self._renderer(kind, spools[kind]) for kind in kinds]
                 for renderer in renderers:
                     renderer.begin(header)
-                for message in messages(tx, header):
+                for count, message in enumerate(messages(tx, header)):
+                    if count % CANCEL_CHECK_EVERY == 0 and not active():
+                        raise Cancelled("the export was cancelled")
                     for renderer in renderers:
                         renderer.message(message)
+                if not active():
+                    raise Cancelled("the export was cancelled")
                 for renderer in renderers:
                     renderer.end()
             except BaseException:
