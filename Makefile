@@ -38,6 +38,9 @@ migrate: proto-check ## Apply migrations to the configured (or embedded) databas
 test: proto-check ## Run every test against real PostgreSQL, S3 and gRPC
 	@$(PY) -m pytest
 
+fuzz: proto-check ## Hostile requests for every RPC, many more examples than make test
+	@TM_FUZZ_EXAMPLES=$${TM_FUZZ_EXAMPLES:-500} $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider
+
 bench: proto-check ## Run the benchmarks; writes bench/results.json
 	@$(PY) -m bench
 
@@ -53,4 +56,4 @@ lint: $(STAMP) $(BUF) ## ruff, mypy and buf lint
 clean: ## Remove the virtualenv (data in TM_DATA_DIR is kept)
 	rm -rf $(VENV) node_modules tests/node/node_modules
 
-.PHONY: help venv proto proto-check run migrate test bench lint clean
+.PHONY: help venv proto proto-check run migrate test fuzz bench lint clean

@@ -1,0 +1,162 @@
+"""Hostile requests for every RPC, built from the proto descriptors: never UNKNOWN or INTERNAL.
+
+Every field gets random and hostile values: huge, empty, NUL and control
+characters, random and another tenant's ids, numbers at the edges of their
+types, enum numbers no one defined, random page tokens, times outside the
+calendar. Whatever comes back must be a status a caller can act on, and the
+server must still be SERVING. `make fuzz` runs many more examples
+(TM_FUZZ_EXAMPLES).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.descriptor import FieldDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from generated.timemachine.v1 import service_pb2 as api
+from tests.conftest import Caller, Stack
+
+SERVICE = api.DESCRIPTOR.services_by_name["TimeMachineService"]
+EXAMPLES = int(os.environ.get("TM_FUZZ_EXAMPLES", "12"))
+BAD_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+INT64 = (-(2**63), 2**63 - 1)
+SOME_IDS = [str(uuid.UUID(int=0)), str(uuid.uuid4()), "6f9619ff-8b86-4d01-b42d-00cf4fc964ff"]
+
+texts = st.one_of(
+    st.sampled_from(["", " ", "\x00", "a\x00b", "\r\n", "../../etc/passwd", "🙂" * 300, "x" * 5000, "%s%n", "'; --"]),
+    st.sampled_from(SOME_IDS),
+    st.sampled_from([i + "\n" for i in SOME_IDS]),
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=200),
+)
+tokens = st.one_of(
+    st.binary(max_size=60).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+    st.sampled_from(["eyJrIjogMSwgImYiOiAiMCJ9", "W1tbW1tbW1tbXV1dXV1dXV1d", "!!", "=" * 10]),
+)
+
+
+def _integers(field: FieldDescriptor) -> st.SearchStrategy[int]:
+    if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32):
+        low, high = -(2**31), 2**31 - 1
+    elif field.type in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32):
+        low, high = 0, 2**32 - 1
+    elif field.type in (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64):
+        low, high = 0, 2**64 - 1
+    else:
+        low, high = INT64
+    return st.one_of(st.sampled_from([low, high, -1, 0, 1, 2**31]), st.integers(low, high)).filter(
+        lambda v: low <= v <= high
+    )
+
+
+def _value(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return tokens if field.name.endswith("token") else texts
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return st.binary(max_size=300)
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return st.integers(-5, 40)  # named values and numbers no one defined
+    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return st.floats(allow_nan=True, allow_infinity=True)
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return _message(field.message_type, depth + 1)
+    return _integers(field)
+
+
+def _message(descriptor: Any, depth: int = 0) -> st.SearchStrategy[Any]:
+    if descriptor.full_name == "google.protobuf.Struct":
+        return st.dictionaries(
+            st.text(max_size=8), st.one_of(st.floats(), st.text(max_size=20), st.booleans(), st.none()), max_size=3
+        ).map(_struct)
+    if depth > 3:
+        return st.just(None)
+
+    @st.composite
+    def build(draw: Any) -> Any:
+        message = descriptor._concrete_class()
+        chosen_oneof: set[str] = set()
+        for field in descriptor.fields:
+            if not draw(st.booleans()):
+                continue
+            if field.containing_oneof is not None:
+                if field.containing_oneof.name in chosen_oneof:
+                    continue
+                chosen_oneof.add(field.containing_oneof.name)
+            strategy = _value(field, depth)
+            try:
+                if field.is_repeated:
+                    for item in draw(st.lists(strategy, max_size=3)):
+                        if field.type == FieldDescriptor.TYPE_MESSAGE:
+                            if item is not None:
+                                getattr(message, field.name).add().CopyFrom(item)
+                        else:
+                            getattr(message, field.name).append(item)
+                elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                    item = draw(strategy)
+                    if item is not None:
+                        getattr(message, field.name).CopyFrom(item)
+                else:
+                    setattr(message, field.name, draw(strategy))
+            except (ValueError, TypeError):  # a value protobuf itself refuses never reaches the wire
+                continue
+        return message
+
+    return build()
+
+
+def _struct(values: dict[str, Any]) -> Any:
+    from google.protobuf import struct_pb2
+
+    result = struct_pb2.Struct()
+    result.update(values)
+    return result
+
+
+def _call(stub_method: Any, method: Any, request: Any, md: Any) -> grpc.StatusCode:
+    try:
+        if method.client_streaming:
+            reply = stub_method(iter([request, request]), metadata=md, timeout=10)
+        else:
+            reply = stub_method(request, metadata=md, timeout=10)
+        if method.server_streaming:
+            for _, _message in zip(range(3), reply, strict=False):
+                pass
+            reply.cancel()
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+METHODS = [m for m in SERVICE.methods if m.name != "WatchChat"]  # a watch waits for writes; covered elsewhere
+
+
+@pytest.mark.parametrize("method", METHODS, ids=[m.name for m in METHODS])
+def test_hostile_requests_get_caller_error_codes(stack: Stack, caller: Caller, other: Caller, method: Any) -> None:
+    # A chat of this tenant under one of the ids the strategies pick, and the same id in another tenant.
+    caller.save(SOME_IDS[2], "fuzz target")
+    other.save(SOME_IDS[2], "not yours")
+    stub_method = getattr(caller.stub, method.name)
+    seen: dict[str, int] = {}
+
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(_message(method.input_type))
+    def probe(request: Any) -> None:
+        code = _call(stub_method, method, request, caller.md)
+        seen[code.name] = seen.get(code.name, 0) + 1
+        assert code not in BAD_CODES, f"{method.name} answered {code.name} to {request!r}"[:2000]
+
+    probe()
+    health = health_pb2_grpc.HealthStub(stack.channel).Check(health_pb2.HealthCheckRequest(service=""))
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert seen
