@@ -39,7 +39,7 @@ test: proto-check ## Run every test against real PostgreSQL, S3 and gRPC
 	@$(PY) -m pytest
 
 fuzz: proto-check ## Hostile requests for every RPC, many more examples than make test
-	@TM_FUZZ_EXAMPLES=$${TM_FUZZ_EXAMPLES:-500} $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider
+	@TM_FUZZ_RANDOM=1 TM_FUZZ_EXAMPLES=$${TM_FUZZ_EXAMPLES:-500} $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider
 
 bench: proto-check ## Run the benchmarks; writes bench/results.json
 	@$(PY) -m bench
