@@ -31,6 +31,10 @@ class Comparison:
     next_page_token: str = ""
 
 
+def _weight(change: tuple[int, list[dict[str, Any]]]) -> int:
+    return sum(len(row["content"].encode()) + len(str(row["metadata"])) + 512 for row in change[1])
+
+
 def _version(row: dict[str, Any]) -> MessageVersion:
     fields = dict(row)
     del fields["change"]
@@ -88,8 +92,12 @@ class Comparer:
                 files_after = {f.original_name: f for f in after_files}
         result = Comparison(from_title=before_snapshot.title, to_title=after_snapshot.title)
         changes = [(position, list(group)) for position, group in groupby(rows, key=lambda r: r["position"])]
-        if paged and len(changes) > limit:
-            changes = changes[:limit]
+        # A page ends at `limit` changed messages, or earlier where it would pass
+        # what a client accepts (an unpaged compare too: it then continues by token).
+        fitting = paging.fit(changes, _weight)
+        cut = min(limit, fitting) if paged else fitting
+        if cut < len(changes):
+            changes = changes[:cut]
             result.next_page_token = paging.encode(changes[-1][0], scope)
         for _, group in changes:
             kinds = {row["change"]: _version(row) for row in group}

@@ -130,3 +130,20 @@ def test_chats_nobody_watches_take_no_memory(stack: Stack, caller: Caller, chat_
     while events.followed() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert events.followed() == 0
+
+
+def test_a_compare_too_large_for_one_answer_comes_in_pages(caller: Caller, chat_id: str) -> None:
+    big = "y" * (1024 * 1024 - 16)
+    first = caller.save(chat_id, "start").snapshot.id
+    last = ""
+    for i in range(5):
+        last = caller.save(chat_id, f"{i}{big}").snapshot.id
+    request = api.CompareSnapshotsRequest(chat_id=chat_id, from_snapshot_id=first, to_snapshot_id=last)
+    page = caller.stub.CompareSnapshots(request, metadata=caller.md)
+    assert page.next_page_token and 0 < len(page.added_messages) < 5
+    added = [m.content[0] for m in page.added_messages]
+    while page.next_page_token:
+        request.page_token = page.next_page_token
+        page = caller.stub.CompareSnapshots(request, metadata=caller.md)
+        added += [m.content[0] for m in page.added_messages]
+    assert added == ["0", "1", "2", "3", "4"]
