@@ -92,13 +92,9 @@ class Comparer:
                 files_after = {f.original_name: f for f in after_files}
         result = Comparison(from_title=before_snapshot.title, to_title=after_snapshot.title)
         changes = [(position, list(group)) for position, group in groupby(rows, key=lambda r: r["position"])]
-        # A page ends at `limit` changed messages, or earlier where it would pass
-        # what a client accepts (an unpaged compare too: it then continues by token).
-        fitting = paging.fit(changes, _weight)
-        cut = min(limit, fitting) if paged else fitting
-        if cut < len(changes):
-            changes = changes[:cut]
-            result.next_page_token = paging.encode(changes[-1][0], scope)
+        changes, result.next_page_token = paging.answer(
+            changes, limit if paged else None, scope, lambda change: change[0], _weight
+        )
         for _, group in changes:
             kinds = {row["change"]: _version(row) for row in group}
             if "added" in kinds:

@@ -76,16 +76,6 @@ def _weight(row: MediaFile) -> int:
     return len((row.extracted_text or "").encode()) + len((row.ai_description or "").encode()) + 1024
 
 
-def _page(
-    rows: list[MediaFile], size: int, scope: tuple[object, ...], key: Callable[[MediaFile], object]
-) -> tuple[list[MediaFile], str]:
-    """At most `size` rows and at most what fits an answer, with the token after them."""
-    kept = min(size, paging.fit(rows[:size], _weight))
-    if kept >= len(rows):
-        return rows, ""
-    return rows[:kept], paging.encode(key(rows[kept - 1]), scope)
-
-
 def file_in_chat(tx: Transaction, identity: Identity, file_id: UUID, chat_id: UUID | None = None) -> MediaFile:
     row: MediaFile | None = tx.one("file_by_id", {"tenant_id": identity.tenant_id, "file_id": file_id}, MediaFile)
     if row is None or (chat_id is not None and row.chat_id != chat_id):
@@ -329,7 +319,7 @@ class Files:
             rows = states.files_at(tx, identity.tenant_id, chat, head.head_version, with_text=full)
         rows.sort(key=lambda f: f.original_name)  # code-point order, whatever the database's collation
         rows = [f for f in rows if after is None or f.original_name > after]
-        return _page(rows, size, scope, lambda f: f.original_name)
+        return paging.answer(rows, size, scope, lambda f: f.original_name, _weight)
 
     def versions(
         self, identity: Identity, chat_id: str, name: str, page_size: int = 0, page_token: str = "", full: bool = False
@@ -348,7 +338,7 @@ class Files:
         if not rows:
             raise NotFound(f"chat {chat_id} has no file named {name!r}")
         rows = [f for f in rows if before is None or f.version < before]
-        return _page(rows, size, scope, lambda f: f.version)
+        return paging.answer(rows, size, scope, lambda f: f.version, _weight)
 
     # -- delete --------------------------------------------------------------
 

@@ -37,6 +37,19 @@ def trim(rows: list[T], size: int, scope: tuple[object, ...], key: Callable[[T],
     return rows[:size], encode(key(rows[size - 1]), scope)
 
 
+def answer(
+    rows: list[T], limit: int | None, scope: tuple[object, ...], key: Callable[[T], Any], weight: Callable[[T], int]
+) -> tuple[list[T], str]:
+    """At most `limit` rows (None: all), never more than fits one answer, and the token after them.
+
+    `rows` holds the page and, when there is more, at least one row beyond it.
+    Rows can be 1 MiB each and a client refuses answers over 4 MiB by default,
+    so even an unpaged read that would pass the budget comes as a first page.
+    """
+    fitting = fit(rows, weight)
+    return trim(rows, fitting if limit is None else min(limit, fitting), scope, key)
+
+
 def fit(rows: list[T], weight: Callable[[T], int], budget: int = RESPONSE_BUDGET) -> int:
     """How many of `rows` fit in `budget` bytes (at least one): answers stay below a client's 4 MiB."""
     kept = 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from service import paging, states
@@ -43,21 +41,6 @@ def _weight(message: MessageVersion) -> int:
     return len(message.content.encode()) + len(str(message.metadata)) + 512  # ids, times, names: generous
 
 
-def _answer(
-    rows: list[MessageVersion], paged: bool, limit: int, scope: tuple[object, ...], key: Callable[[MessageVersion], Any]
-) -> tuple[list[MessageVersion], str]:
-    """What one answer carries: a page when asked, else every row; never more than fits.
-
-    Messages are up to 1 MiB each, and a client refuses answers over 4 MiB by
-    default: a chat too large for one answer comes as the first page with a
-    next_page_token, even when no page was asked for.
-    """
-    fitting = paging.fit(rows, _weight)
-    if not paged and fitting >= len(rows):
-        return rows, ""
-    return paging.trim(rows, min(limit, fitting) if paged else fitting, scope, key)
-
-
 def _restore_key(key: list[object]) -> tuple[datetime, UUID]:
     try:
         return datetime.fromisoformat(str(key[0])), UUID(str(key[1]))
@@ -90,7 +73,7 @@ class Reader:
                 tx, tenant, chat, head.head_version, after_position=after, limit=limit + 1 if paged else None
             )
             files = states.files_at(tx, tenant, chat, head.head_version, with_text=False)
-        messages, token = _answer(messages, paged, limit, scope, lambda m: m.position)
+        messages, token = paging.answer(messages, limit if paged else None, scope, lambda m: m.position, _weight)
         return ChatView(
             chat_id=chat, title=head.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
         )
@@ -119,7 +102,7 @@ class Reader:
             )
         if not rows and before is None:
             raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
-        return _answer(rows, paged, limit, scope, lambda v: v.version)
+        return paging.answer(rows, limit if paged else None, scope, lambda v: v.version, _weight)
 
     def get_chat_at(
         self,
@@ -165,7 +148,7 @@ class Reader:
                 tx, identity.tenant_id, chat, snapshot.version, after_position=after, limit=limit + 1 if paged else None
             )
             files = states.files_at(tx, identity.tenant_id, chat, snapshot.version, with_text=False)
-        messages, token = _answer(messages, paged, limit, scope, lambda m: m.position)
+        messages, token = paging.answer(messages, limit if paged else None, scope, lambda m: m.position, _weight)
         return ChatView(
             chat_id=chat, title=snapshot.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
         )

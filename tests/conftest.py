@@ -9,6 +9,7 @@ its own tenant, so tests never see each other's data.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -201,3 +202,16 @@ def incomplete_uploads(stack: Stack) -> list[Any]:
     vault = stack.stores.vault
     uploads: list[Any] = vault.client.list_multipart_uploads(Bucket=vault.bucket).get("Uploads", [])
     return uploads
+
+
+def download_when_a_slot_frees(
+    stub: service_pb2_grpc.TimeMachineServiceStub, file_id: str, md: Any, within: float
+) -> bytes:
+    """DownloadFile, retried while the server answers UNAVAILABLE (its transfer slots are taken), for `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return b"".join(r.chunk for r in stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=md))
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
+            time.sleep(0.1)

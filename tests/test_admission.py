@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
-from tests.conftest import Caller, Stack, incomplete_uploads, rows, serving, upload_stream
+from tests.conftest import Caller, Stack, download_when_a_slot_frees, incomplete_uploads, rows, serving, upload_stream
 
 MiB = 1024 * 1024
 
@@ -129,18 +129,7 @@ def test_a_download_whose_client_never_reads_is_cancelled(stack: Stack, caller: 
             served.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=caller.md) for _ in range(2)
         ]
         time.sleep(0.5)  # both calls start and hold the two transfer slots, unread
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                received = sum(
-                    len(r.chunk)
-                    for r in served.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=caller.md)
-                )
-                break
-            except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
-                time.sleep(0.2)
-        assert received == 8 * MiB
+        assert len(download_when_a_slot_frees(served.stub, file_id, caller.md, within=15)) == 8 * MiB
         for stream in streams:
             stream.cancel()
 
@@ -153,15 +142,8 @@ def test_downloads_nobody_reads_are_cancelled_and_free_their_slots(stack: Stack,
         unread = [server.DownloadFile(request, metadata=caller.md) for _ in range(2)]
         for stream in unread:
             next(stream)  # the header, then the reader stops reading
-        deadline = time.monotonic() + 15
-        while True:  # both slots were taken; they come back once the idle readers are cut off
-            try:
-                received = sum(len(r.chunk) for r in server.DownloadFile(request, metadata=caller.md))
-                break
-            except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
-                time.sleep(0.2)
-        assert received == 24 * MiB
+        # Both slots were taken; they come back once the idle readers are cut off.
+        assert len(download_when_a_slot_frees(server, file_id, caller.md, within=15)) == 24 * MiB
         for stream in unread:
             with pytest.raises(grpc.RpcError) as ended:
                 for _ in stream:

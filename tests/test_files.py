@@ -25,7 +25,16 @@ from service.files import Files, UploadHeader
 from service.models import FileSource, Identity
 from service.vault import Vault
 from service.writes import WriteOptions
-from tests.conftest import Caller, Stack, incomplete_uploads, rows, rpc_error, serving, upload_stream
+from tests.conftest import (
+    Caller,
+    Stack,
+    download_when_a_slot_frees,
+    incomplete_uploads,
+    rows,
+    rpc_error,
+    serving,
+    upload_stream,
+)
 
 MiB = 1024 * 1024
 
@@ -412,18 +421,7 @@ def test_a_cancelled_content_check_gives_its_slot_back(
             list(served.stub.DownloadFile(api.DownloadFileRequest(file_id=small), metadata=caller.md))
         assert busy.value.code() == grpc.StatusCode.UNAVAILABLE  # the verification holds the slot
         running.cancel()
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                got = b"".join(
-                    r.chunk
-                    for r in served.stub.DownloadFile(api.DownloadFileRequest(file_id=small), metadata=caller.md)
-                )
-                break
-            except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
-                time.sleep(0.1)
-        assert got == b"small"
+        assert download_when_a_slot_frees(served.stub, small, caller.md, within=5) == b"small"
 
 
 def test_vault_turns_versioning_on_at_start(stack: Stack) -> None:
