@@ -26,6 +26,7 @@ from service.files import Files
 from service.history import History
 from service.restore import Restorer
 from service.search import Searcher
+from service.sweeper import Sweeper
 from service.timeline import Reader
 from service.vault import Vault
 from service.verify import Verifier
@@ -40,14 +41,14 @@ class Stores:
     vault: Vault
 
 
-def build_product(settings: Settings, stores: Stores, events: ChatEvents) -> Product:
+def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweeper: Sweeper) -> Product:
     exporter = Exporter(stores.db, stores.vault, settings.pdf_max_text_bytes)
     return Product(
         history=History(stores.db, settings.max_message_bytes),
         reader=Reader(stores.db),
         restorer=Restorer(stores.db),
         verifier=Verifier(stores.db, stores.vault),
-        files=Files(stores.db, stores.vault, settings.max_upload_bytes),
+        files=Files(stores.db, stores.vault, settings.max_upload_bytes, sweeper),
         searcher=Searcher(stores.db),
         exporter=exporter,
         bundles=Bundles(stores.db, stores.vault, exporter, max_queued=settings.export_queue_per_tenant),
@@ -181,10 +182,22 @@ class App:
             ],
         )
         self.events = ChatEvents(stores.db.url)
-        product = build_product(settings, stores, self.events)
+        self.sweeper = Sweeper(
+            stores.db,
+            stores.vault,
+            grace_seconds=settings.sweeper_grace_seconds,
+            interval_seconds=settings.sweeper_interval_seconds,
+        )
+        product = build_product(settings, stores, self.events, self.sweeper)
         servicer = TimeMachineServicer(product, stream_idle_seconds=settings.stream_idle_seconds)
         self.workers = [
-            ExportWorker(stores.db, stores.vault, product.exporter, lease_seconds=settings.export_lease_seconds)
+            ExportWorker(
+                stores.db,
+                stores.vault,
+                product.exporter,
+                lease_seconds=settings.export_lease_seconds,
+                sweeper=self.sweeper,
+            )
             for _ in range(settings.export_workers)
         ]
         self.server.add_generic_rpc_handlers((chunked_streams(servicer),))
@@ -206,6 +219,7 @@ class App:
         self.server.start()
         for worker in self.workers:
             worker.start()
+        self.sweeper.start()
         for name in ("", SERVICE):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -215,4 +229,5 @@ class App:
         self.server.stop(grace).wait()
         for worker in self.workers:  # a bundle cut short is picked up again by any replica
             worker.stop()
+        self.sweeper.stop()
         self.events.stop()

@@ -48,6 +48,8 @@ class Settings:
     db_lock_timeout_seconds: int = 10
     db_idle_in_transaction_seconds: int = 60
     export_queue_per_tenant: int = 20
+    sweeper_interval_seconds: int = 3600
+    sweeper_grace_seconds: int = 24 * 3600
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,4 +84,8 @@ class Settings:
             db_lock_timeout_seconds=_int("TM_DB_LOCK_TIMEOUT_SECONDS", 10),
             db_idle_in_transaction_seconds=_int("TM_DB_IDLE_IN_TRANSACTION_SECONDS", 60),
             export_queue_per_tenant=_int("TM_EXPORT_QUEUE_PER_TENANT", 20),
+            # 0 turns the sweeper off on this replica (another one may sweep).
+            sweeper_interval_seconds=_int("TM_SWEEPER_INTERVAL_SECONDS", 3600, minimum=0),
+            # Longer than any upload takes from its first byte to its commit.
+            sweeper_grace_seconds=_int("TM_SWEEPER_GRACE_SECONDS", 24 * 3600, minimum=0),
         )

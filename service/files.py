@@ -3,8 +3,10 @@
 An upload streams to S3 as it arrives (never the whole file in memory),
 hashing on the way. Only once the object is durable does one transaction
 record the object, the file version and its snapshot. If anything fails
-before that commit, the object version is removed again and any multipart
-upload aborted: a failed upload leaves no row and no object behind.
+before that commit, any multipart upload is aborted and the sweeper removes
+the object version again: a failed upload leaves no row and no object
+behind. When it is unknown whether the commit happened, the object is kept
+for the sweeper to judge after its grace period.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from service.errors import (
     ServiceError,
 )
 from service.models import FileSource, Identity, MediaFile, Snapshot, Trigger
+from service.sweeper import Sweeper
 from service.timeline import require_chat
 from service.validation import Checker
 from service.vault import StoredObject, Vault, object_key, thumbnail_key
@@ -84,10 +87,11 @@ def file_in_chat(tx: Transaction, identity: Identity, file_id: UUID, chat_id: UU
 
 
 class Files:
-    def __init__(self, db: Database, vault: Vault, max_upload_bytes: int) -> None:
+    def __init__(self, db: Database, vault: Vault, max_upload_bytes: int, sweeper: Sweeper | None = None) -> None:
         self.db = db
         self.vault = vault
         self.max_upload_bytes = max_upload_bytes
+        self.sweeper = sweeper or Sweeper(db, vault)
 
     # -- upload --------------------------------------------------------------
 
@@ -117,7 +121,7 @@ class Files:
                 try:
                     write = open_write(tx, identity, chat, header.options, FILE_TRIGGERS)
                 except Replay as replay:
-                    self._discard(received.stored, thumb)
+                    self.sweeper.discard(identity.tenant_id, (received.stored, thumb), "replayed_upload")
                     return self._result_of(tx, identity, replay.snapshot)
                 stored = self._record_object(tx, identity, received)
                 file_id = write.put_file(
@@ -155,11 +159,11 @@ class Files:
                 log.warning("upload outcome unknown after a failed commit; its objects are kept")
                 raise
             if not outcome:
-                self._discard(received.stored, thumb)
+                self.sweeper.discard(identity.tenant_id, (received.stored, thumb), "failed_upload")
                 raise
             log.warning("an upload's commit was reported failed but had succeeded; answering with it")
         if stored != received.stored:  # the same bytes were already in the vault
-            self.vault.discard(received.stored.key, received.stored.version_id)
+            self.sweeper.discard(identity.tenant_id, (received.stored,), "duplicate_upload")
         return result
 
     def _check_header(self, header: UploadHeader) -> tuple[UUID, UUID | None, str | None]:
@@ -256,11 +260,6 @@ class Files:
                 return tx.one("file_by_id", {"file_id": file_id}) is not None
         except ServiceError:
             return None
-
-    def _discard(self, stored: StoredObject, thumb: StoredObject | None) -> None:
-        for obj in (stored, thumb):
-            if obj is not None:
-                self.vault.discard(obj.key, obj.version_id)
 
     def _replayed(self, identity: Identity, chat: UUID, request_id: str) -> tuple[MediaFile, Snapshot] | None:
         with self.db.transaction(identity.tenant_id) as tx:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -132,13 +133,70 @@ class Vault:
             size: int = self.client.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)["ContentLength"]
         return size
 
-    def discard(self, key: str, version_id: str) -> None:
-        """Remove one version of an object nothing refers to (a duplicate upload or
-        one whose database write failed). Never used on an object a row points at."""
+    # -- for the sweeper only (service/sweeper.py): nothing else deletes ------
+
+    def list_versions(self, prefix: str) -> Iterator[list[ListedVersion]]:
+        """Every object version under `prefix`, a page (up to 1,000) at a time; delete markers left out."""
+        paginator = self.client.get_paginator("list_object_versions")
+        with s3_errors("listing"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                yield [
+                    ListedVersion(v["Key"], v["VersionId"], v["LastModified"])
+                    for v in page.get("Versions", [])
+                    if v.get("VersionId") not in (None, "null")
+                ]
+
+    def list_multipart_uploads(self, prefix: str) -> Iterator[ListedVersion]:
+        """Multipart uploads begun and neither completed nor aborted (version_id: the upload id)."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with s3_errors("listing"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    yield ListedVersion(upload["Key"], upload["UploadId"], upload["Initiated"])
+
+    def latest(self, key: str) -> bytes | None:
+        """The newest version of a small object, or None when there is none."""
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
-            log.warning("could not discard unreferenced object %s@%s", key, version_id)
+            with s3_errors("reading"):
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except NotFound:
+            return None
+        with body:
+            data: bytes = body.read()
+        return data
+
+    def delete_versions(self, objects: list[StoredObject]) -> set[StoredObject]:
+        """Delete these object versions for good; returns those that could not be deleted."""
+        failed: set[StoredObject] = set()
+        for start in range(0, len(objects), 1000):  # DeleteObjects takes up to 1,000 keys
+            batch = objects[start : start + 1000]
+            try:
+                reply = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": o.key, "VersionId": o.version_id} for o in batch], "Quiet": True},
+                )
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                log.warning("could not delete %d object versions: %s", len(batch), type(exc).__name__)
+                failed.update(batch)
+                continue
+            for error in reply.get("Errors", []):
+                if error.get("Code") not in ("NoSuchKey", "NoSuchVersion"):  # already gone is deleted
+                    log.warning("could not delete %s: %s", error.get("Key"), error.get("Code"))
+                    failed.add(StoredObject(error.get("Key", ""), error.get("VersionId", "")))
+        return failed
+
+    def abort_multipart(self, key: str, upload_id: str) -> bool:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in ("NoSuchUpload", "404"):
+                return False  # finished or aborted meanwhile
+            log.warning("could not abort multipart upload of %s: %s", key, _code(exc))
+            return False
+        except botocore.exceptions.BotoCoreError as exc:
+            log.warning("could not abort multipart upload of %s: %s", key, type(exc).__name__)
+            return False
+        return True
 
     def _ensure_versioned_bucket(self) -> None:
         try:
@@ -176,10 +234,19 @@ def s3_errors(what: str) -> Iterator[None]:
         raise Unavailable(f"{what}: the object store is unreachable; retry later") from exc
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoredObject:
     key: str
     version_id: str
+
+
+@dataclass(frozen=True)
+class ListedVersion:
+    """An object version (or a multipart upload: version_id is its upload id) as listed."""
+
+    key: str
+    version_id: str
+    modified: datetime
 
 
 class ObjectWriter:

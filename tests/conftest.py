@@ -43,10 +43,16 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir: Path = tmp_path_factory.mktemp("tm-data")
-    # No export worker in the shared server: export tests run their own, so
-    # they decide when a bundle is claimed (the lifecycle test covers the server's).
+    # No export worker and no sweeper in the shared server: export and sweeper
+    # tests run their own, so they decide when a bundle is claimed or the vault
+    # swept (the lifecycle test covers the server's).
     settings = replace(
-        Settings.from_env(), data_dir=data_dir, grpc_address="127.0.0.1:0", db_pool_max=24, export_workers=0
+        Settings.from_env(),
+        data_dir=data_dir,
+        grpc_address="127.0.0.1:0",
+        db_pool_max=24,
+        export_workers=0,
+        sweeper_interval_seconds=0,
     )
     runtime = Runtime(settings)
     try:
@@ -179,7 +185,12 @@ class Served:
 @contextmanager
 def serving(stack: Stack, **settings: Any) -> Iterator[Served]:
     """A second server over the session's stores, with some settings changed."""
-    app = App(replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0, **settings), stack.stores)
+    app = App(
+        replace(
+            Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0, sweeper_interval_seconds=0, **settings
+        ),
+        stack.stores,
+    )
     app.start()
     address = f"127.0.0.1:{app.port}"
     channel = grpc.insecure_channel(address)

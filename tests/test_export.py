@@ -521,7 +521,7 @@ def test_a_cancelled_export_stops_rendering_and_gives_its_connection_back(
     load_bulk_chat(stack.runtime.database_url, uuid.UUID(caller.tenant_id), uuid.UUID(chat_id), 5000, 2)
     db = Database(stack.runtime.database_url, min_size=1, max_size=1)  # one connection: a render holds it
     db.open()
-    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0)
+    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0, sweeper_interval_seconds=0)
     app = App(settings, Stores(db=db, vault=stack.stores.vault))
     app.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")

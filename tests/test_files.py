@@ -366,7 +366,7 @@ def test_multipart_parts_are_one_size_whatever_the_chunks(stack: Stack, monkeypa
     assert sizes == [part] * 5 + [4]  # 40 MiB in 8 MiB parts, then the tail
     body = vault.client.get_object(Bucket=vault.bucket, Key=stored.key, VersionId=stored.version_id)["Body"].read()
     assert body == data + data + b"tail"
-    vault.discard(stored.key, stored.version_id)
+    vault.delete_versions([stored])
 
 
 def test_verify_finds_a_missing_vault_object(stack: Stack, caller: Caller, chat_id: str) -> None:

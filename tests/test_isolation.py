@@ -159,8 +159,15 @@ def test_row_level_security_is_on_everywhere_and_forced_where_the_service_reads(
     with psycopg.connect(stack.runtime.database_url) as conn:
         rows = conn.execute(
             "select relname, relrowsecurity, relforcerowsecurity from pg_class"
-            " where relkind = 'r' and relname like 'tm\\_%' and relname <> 'tm_schema_migrations'"
+            " where relkind = 'r' and relname like 'tm\\_%'"
+            " and relname not in ('tm_schema_migrations', 'tm_leases', 'tm_deployment')"
         ).fetchall()
+        # The deployment's own tables hold no tenant data; the service role may not delete from them.
+        for table in ("tm_leases", "tm_deployment"):
+            assert conn.execute(
+                "select has_table_privilege(%s, %s, 'DELETE'), has_table_privilege(%s, %s, 'TRUNCATE')",
+                (APP_ROLE, table, APP_ROLE, table),
+            ).fetchone() == (False, False)
     flags = {name: (enabled, forced) for name, enabled, forced in rows}
     assert set(flags) == {*TABLES, "tm_search_documents"}
     assert all(enabled for enabled, _ in flags.values())

@@ -109,7 +109,7 @@ def fresh(stack: Stack) -> Iterator[Scene]:
             conn.execute(f"alter table {table} set (autovacuum_enabled = false)")
     db = Database(url, min_size=1, max_size=8)
     db.open()
-    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0)
+    settings = replace(Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0, sweeper_interval_seconds=0)
     app = App(settings, Stores(db=db, vault=stack.stores.vault))
     app.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
@@ -274,12 +274,16 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
             " where tenant_id = %s and chat_id = %s and version = 1 limit 1",
             (tenant, chat),
         ).fetchone()
-        file_id = conn.execute("select id from tm_files where tenant_id = %s and chat_id = %s limit 1", (tenant, chat))
+        a_file = conn.execute(
+            "select id, s3_key, s3_version_id from tm_files where tenant_id = %s and chat_id = %s limit 1",
+            (tenant, chat),
+        ).fetchone()
         tsquery = conn.execute("select websearch_to_tsquery('simple', 'common')::text").fetchone()
-    assert version is not None and tsquery is not None
+    assert version is not None and tsquery is not None and a_file is not None
+    file_id, key, key_version = a_file
     lookups = {
         "snapshot_by_id": {"snapshot_id": uuid.UUID(scene.large.head_snapshot_id)},
-        "file_by_id": {"file_id": file_id.fetchone()[0]},  # type: ignore[index]
+        "file_by_id": {"file_id": file_id},
         "current_message_version": {
             "tenant_id": tenant,
             "chat_id": chat,
@@ -290,9 +294,16 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
         },
         "search_messages": {"chat_id": chat, "tsquery": tsquery[0], "include_history": True, "limit": 21, "offset": 0},
         "search_files": {"chat_id": chat, "tsquery": tsquery[0], "include_history": True, "limit": 21, "offset": 0},
+        "object_references": {  # the sweeper, a page of listed objects at a time
+            "keys": [key, f"tenants/{tenant}/objects/{uuid.uuid4()}"],
+            "versions": [key_version, "v1"],
+        },
     }
     for name, params in lookups.items():
         plan = _plan(scene, name, params)
         removed = [int(line.split(":")[1].split()[0]) for line in plan if "Rows Removed by Filter" in line]
         assert not any(n > 100 for n in removed), f"{name} filtered rows out of a scan:\n" + "\n".join(plan)
-        assert not any("Seq Scan" in line for line in plan), f"{name}:\n" + "\n".join(plan)
+        # The scenes hold a few dozen export bundles at most: a scan of them is the right plan
+        # (PostgreSQL sizes a table by its pages now, so it switches to the index as the table grows).
+        scans = [line for line in plan if "Seq Scan" in line and "tm_export_bundles" not in line]
+        assert not scans, f"{name}:\n" + "\n".join(plan)

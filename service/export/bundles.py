@@ -4,8 +4,6 @@ DownloadExport hand the result out until it expires."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from service.background import Loop, worker_name
 from service.database import Database
 from service.errors import (
     DataLoss,
@@ -25,8 +24,9 @@ from service.errors import (
 )
 from service.export.exporter import Exporter, ExportRequest, ExportStream
 from service.models import Identity
+from service.sweeper import Sweeper
 from service.validation import Checker
-from service.vault import Vault
+from service.vault import StoredObject, Vault
 
 log = logging.getLogger(__name__)
 DEFAULT_LIFETIME = 7 * 24 * 3600
@@ -212,38 +212,25 @@ class ExportWorker:
         lease_seconds: int = 60,
         poll_seconds: float = 0.5,
         name: str | None = None,
+        sweeper: Sweeper | None = None,
     ) -> None:
         self.db = db
         self.vault = vault
         self.exporter = exporter
+        self.sweeper = sweeper or Sweeper(db, vault)
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.name = name or worker_name()
+        self._loop = Loop("export-worker", self._step)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="export-worker", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            pause = self.poll_seconds
-            try:
-                if self.run_once():
-                    continue
-            except ServiceError as exc:  # a store is down: say so, back off, retry
-                log.warning("export worker waiting: %s", exc.message)
-                pause = 5.0
-            except Exception:  # a bug must not kill the worker either
-                log.exception("export worker iteration failed")
-                pause = 5.0
-            self._stop.wait(pause)
+    def _step(self) -> float:
+        return 0.0 if self.run_once() else self.poll_seconds
 
     def claim(self) -> tuple[UUID, UUID] | None:
         with self.db.transaction(None) as tx:
@@ -296,7 +283,7 @@ class ExportWorker:
                 },
             )
         if not finished:  # our lease ran out and another worker took over: its result stands
-            self.vault.discard(*stored)
+            self.sweeper.discard(tenant_id, (StoredObject(*stored),), "superseded_export")
 
     def _store(self, stream: ExportStream, tenant_id: UUID, bundle_id: UUID, lease: _Lease) -> tuple[str, str]:
         writer = self.vault.writer(f"tenants/{tenant_id}/exports/{bundle_id}/{uuid.uuid4()}", stream.mime_type)
