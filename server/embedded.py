@@ -209,7 +209,8 @@ class EmbeddedS3:
 
     def start(self, timeout: float = 90.0) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        # Started again (after a fault or a stop), it keeps its S3 port: clients keep their endpoint.
+        self.port = self.port or free_port()
         ports = {
             "master.port": free_port(),
             "volume.port": free_port(),
