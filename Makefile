@@ -38,8 +38,8 @@ migrate: proto-check ## Apply migrations to the configured (or embedded) databas
 test: proto-check ## Run every test against real PostgreSQL, S3 and gRPC
 	@$(PY) -m pytest
 
-fuzz: proto-check ## Hostile requests for every RPC, many more examples than make test
-	@TM_FUZZ_RANDOM=1 TM_FUZZ_EXAMPLES=$${TM_FUZZ_EXAMPLES:-500} $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider
+fuzz: proto-check ## Hostile requests for every RPC and random histories against the model, many more examples than make test
+	@TM_FUZZ_RANDOM=1 TM_FUZZ_EXAMPLES=$${TM_FUZZ_EXAMPLES:-500} $(PY) -m pytest tests/test_fuzz.py tests/test_model.py -p no:cacheprovider
 
 bench: proto-check ## Run the benchmarks; writes bench/results.json
 	@$(PY) -m bench

@@ -3,15 +3,16 @@
 Every field gets random and hostile values: huge, empty, NUL and control
 characters, random and another tenant's ids, numbers at the edges of their
 types, enum numbers no one defined, random page tokens, times outside the
-calendar. Whatever comes back must be a status a caller can act on, and the
-server must still be SERVING. `make fuzz` runs many more examples
-(TM_FUZZ_EXAMPLES).
+calendar; the streams (UploadFile, WatchChat) whole. Whatever comes back must
+be a status a caller can act on, and the server must still be SERVING.
+`make fuzz` runs many more examples (TM_FUZZ_EXAMPLES).
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import threading
 import uuid
 from typing import Any
 
@@ -22,8 +23,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
-from tests.conftest import Caller, Stack
+from tests.conftest import Caller, Stack, incomplete_uploads
 
 SERVICE = api.DESCRIPTOR.services_by_name["TimeMachineService"]
 EXAMPLES = int(os.environ.get("TM_FUZZ_EXAMPLES", "12"))
@@ -141,7 +143,8 @@ def _call(stub_method: Any, method: Any, request: Any, md: Any) -> grpc.StatusCo
     return grpc.StatusCode.OK
 
 
-METHODS = [m for m in SERVICE.methods if m.name != "WatchChat"]  # a watch waits for writes; covered elsewhere
+# Streams are fuzzed whole below: a watch waits for writes, an upload is more than its first message.
+METHODS = [m for m in SERVICE.methods if m.name != "WatchChat"]
 
 
 @pytest.mark.parametrize("method", METHODS, ids=[m.name for m in METHODS])
@@ -166,6 +169,87 @@ def test_hostile_requests_get_caller_error_codes(stack: Stack, caller: Caller, o
         assert code not in BAD_CODES, f"{method.name} answered {code.name} to {request!r}"[:2000]
 
     probe()
+    assert_serving(stack)
+    assert seen
+
+
+def assert_serving(stack: Stack) -> None:
     health = health_pb2_grpc.HealthStub(stack.channel).Check(health_pb2.HealthCheckRequest(service=""))
     assert health.status == health_pb2.HealthCheckResponse.SERVING
-    assert seen
+
+
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=not RANDOM
+)
+UPLOAD = api.DESCRIPTOR.message_types_by_name["UploadFileRequest"]
+WATCH = api.DESCRIPTOR.message_types_by_name["WatchChatRequest"]
+# Headers the service would accept, so that what follows them is what gets tried.
+plausible_headers = st.builds(
+    lambda name, mime: api.UploadFileRequest(
+        chat_id=SOME_IDS[2], name=name, mime_type=mime, source=pb.FILE_SOURCE_USER_UPLOAD
+    ),
+    st.sampled_from(["a.txt", "picture.png", "doc.pdf", "x" * 300]),
+    st.sampled_from(["", "text/plain", "image/png", "application/pdf", "text/html"]),
+)
+follow_ups = st.one_of(
+    st.binary(max_size=70_000).map(lambda b: api.UploadFileRequest(chunk=b)),  # bytes, perhaps a fake PNG or PDF
+    st.sampled_from([b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b"%PDF-1.7\n" + b"0" * 50]).map(
+        lambda b: api.UploadFileRequest(chunk=b)
+    ),
+    st.just(api.UploadFileRequest()),  # an empty message
+    _message(UPLOAD),  # a second header, or header fields with a chunk
+)
+
+
+def test_hostile_upload_streams_get_caller_error_codes(stack: Stack, caller: Caller) -> None:
+    """Whole streams: a header (plausible or hostile), then any mix of chunks, empty messages and headers."""
+    caller.save(SOME_IDS[2], "fuzz target")
+    seen: dict[str, int] = {}
+
+    @FUZZ
+    @given(st.one_of(plausible_headers, _message(UPLOAD)), st.lists(follow_ups, max_size=5))
+    def probe(first: Any, rest: list[Any]) -> None:
+        try:
+            caller.stub.UploadFile(iter([first, *rest]), metadata=caller.md, timeout=10)
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            code = exc.code()
+        seen[code.name] = seen.get(code.name, 0) + 1
+        assert code not in BAD_CODES, f"UploadFile answered {code.name} to {[first, *rest]!r}"[:2000]
+
+    probe()
+    assert_serving(stack)
+    assert incomplete_uploads(stack) == []
+    assert len(seen) > 1, seen  # some streams were accepted, some refused
+
+
+def test_hostile_watches_get_caller_error_codes(stack: Stack, caller: Caller) -> None:
+    """A watch that is valid waits for writes: each is cancelled after a moment, as a client leaving."""
+    caller.save(SOME_IDS[2], "fuzz target")
+    seen: dict[str, int] = {}
+
+    @FUZZ
+    @given(
+        st.one_of(
+            _message(WATCH),
+            st.builds(lambda v: api.WatchChatRequest(chat_id=SOME_IDS[2], after_version=v), st.integers(*INT64)),
+        )
+    )
+    def probe(request: Any) -> None:
+        call = caller.stub.WatchChat(request, metadata=caller.md, timeout=10)
+        leave = threading.Timer(0.3, call.cancel)
+        leave.start()
+        try:
+            for _ in call:
+                pass
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            code = exc.code()
+        finally:
+            leave.cancel()
+        seen[code.name] = seen.get(code.name, 0) + 1
+        assert code not in BAD_CODES, f"WatchChat answered {code.name} to {request!r}"[:2000]
+
+    probe()
+    assert_serving(stack)
+    assert "CANCELLED" in seen and len(seen) > 1, seen  # some watches were served, some refused
