@@ -7,6 +7,8 @@ and they page by chat position. File differences come with the first page.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -29,6 +31,11 @@ class Comparison:
     from_title: str = ""
     to_title: str = ""
     next_page_token: str = ""
+
+
+def _by_message(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """The change rows of each message (one, or two for an edit), in chat order."""
+    return ((position, list(group)) for position, group in groupby(rows, key=lambda r: r["position"]))
 
 
 def _weight(change: tuple[int, list[dict[str, Any]]]) -> int:
@@ -64,25 +71,26 @@ class Comparer:
         assert chat is not None and first is not None and last is not None
         scope = ("compare", identity.tenant_id, chat, first, last)
         after = paging.decode(page_token, scope, int) or 0
-        paged = bool(size or page_token)
-        limit = size or 100
         tenant = identity.tenant_id
         with self.db.transaction(tenant) as tx:
             require_chat(tx, identity, chat)
             before_snapshot = find_snapshot(tx, identity, chat, first, "from_snapshot_id")
             after_snapshot = find_snapshot(tx, identity, chat, last, "to_snapshot_id")
-            rows: list[dict[str, Any]] = tx.all(
-                "message_changes",
-                {
-                    "tenant_id": tenant,
-                    "chat_id": chat,
-                    "from_version": before_snapshot.version,
-                    "to_version": after_snapshot.version,
-                    "after_position": after,
-                    # An edit is two rows: this many hold `limit` messages and the next one's first row.
-                    "limit": 2 * limit + 2 if paged else None,
-                },
-            )
+            params = {
+                "tenant_id": tenant,
+                "chat_id": chat,
+                "from_version": before_snapshot.version,
+                "to_version": after_snapshot.version,
+                "after_position": after,
+                # An edit is two rows: this many hold `size` messages and the next one's first row.
+                "limit": 2 * size + 2 if size else None,
+            }
+            changes: list[tuple[int, list[dict[str, Any]]]]
+            if size:
+                changes = list(_by_message(tx.all("message_changes", params)))
+            else:  # as many as fit one answer, read as a stream and stopped there
+                with closing(tx.stream("message_changes", params)) as rows:
+                    changes = paging.until_full(_by_message(rows), _weight)
             files_before: dict[str, MediaFile] = {}
             files_after: dict[str, MediaFile] = {}
             if not page_token:
@@ -91,10 +99,7 @@ class Comparer:
                 files_before = {f.original_name: f for f in before_files}
                 files_after = {f.original_name: f for f in after_files}
         result = Comparison(from_title=before_snapshot.title, to_title=after_snapshot.title)
-        changes = [(position, list(group)) for position, group in groupby(rows, key=lambda r: r["position"])]
-        changes, result.next_page_token = paging.answer(
-            changes, limit if paged else None, scope, lambda change: change[0], _weight
-        )
+        changes, result.next_page_token = paging.answer(changes, size or None, scope, lambda c: c[0], _weight)
         for _, group in changes:
             kinds = {row["change"]: _version(row) for row in group}
             if "added" in kinds:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
@@ -84,9 +84,9 @@ class Transaction:
             cur.execute(query(name), params, prepare=prepare)
             return cur.fetchall()
 
-    def stream(self, name: str, params: Params = None, row: type[T] | None = None) -> Iterator[Any]:
+    def stream(self, name: str, params: Params = None, row: type[T] | None = None) -> Generator[Any, None, None]:
         """Rows of a large result, fetched in batches by a server-side cursor."""
-        cur = self.conn.cursor(name="tm_stream", row_factory=record_row(row) if row else dict_row)
+        cur = self.conn.cursor(name="tm_stream", row_factory=record_row(row) if row else dict_row, binary=True)
         try:
             cur.itersize = 2000
             cur.execute(query(name), params)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from service.errors import FieldViolation, InvalidArgument
@@ -48,6 +49,18 @@ def answer(
     """
     fitting = fit(rows, weight)
     return trim(rows, fitting if limit is None else min(limit, fitting), scope, key)
+
+
+def until_full(rows: Iterator[T], weight: Callable[[T], int], budget: int = RESPONSE_BUDGET) -> list[T]:
+    """Rows read until they pass `budget`, and one more (so `answer` knows there are more)."""
+    taken: list[T] = []
+    for row in rows:
+        taken.append(row)
+        budget -= weight(row)
+        if budget < 0:
+            taken.extend(itertools.islice(rows, 1))
+            break
+    return taken
 
 
 def fit(rows: list[T], weight: Callable[[T], int], budget: int = RESPONSE_BUDGET) -> int:

@@ -100,6 +100,7 @@ class Restorer:
                 Trigger.RESTORE_PERFORMED,
                 restored_from=target.id,
                 description=f"{scope.value} restored from version {target.version}",
+                returning=False,  # a restore answers with counts, not rows
             )
             tx.execute(
                 "insert_restore",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Generator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -31,7 +32,27 @@ def messages_at(
     with_deleted: bool = False,
 ) -> list[MessageVersion]:
     """The chat's messages at `version` in chat order (tombstones too when asked)."""
-    params = {
+    rows: list[MessageVersion] = tx.all(
+        "messages_at_version", _at(tenant_id, chat_id, version, after_position, limit, with_deleted), MessageVersion
+    )
+    return rows
+
+
+def stream_messages_at(
+    tx: Transaction, tenant_id: UUID, chat_id: UUID, version: int, *, after_position: int = 0
+) -> Generator[MessageVersion, None, None]:
+    """The same rows fetched as they are read (close it when done): a reader that
+    stops at an answer's budget has the database compute no more than it read."""
+    rows: Generator[MessageVersion, None, None] = tx.stream(
+        "messages_at_version", _at(tenant_id, chat_id, version, after_position, None, False), MessageVersion
+    )
+    return rows
+
+
+def _at(
+    tenant_id: UUID, chat_id: UUID, version: int, after_position: int, limit: int | None, with_deleted: bool
+) -> dict[str, Any]:
+    return {
         "tenant_id": tenant_id,
         "chat_id": chat_id,
         "version": version,
@@ -39,8 +60,6 @@ def messages_at(
         "limit": limit,
         "with_deleted": with_deleted,
     }
-    rows: list[MessageVersion] = tx.all("messages_at_version", params, MessageVersion)
-    return rows
 
 
 def message_versions(

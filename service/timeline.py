@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import datetime
 from uuid import UUID
 
@@ -41,6 +42,20 @@ def _weight(message: MessageVersion) -> int:
     return len(message.content.encode()) + len(str(message.metadata)) + 512  # ids, times, names: generous
 
 
+def _page_at(tx: Transaction, tenant: UUID, chat: UUID, version: int, after: int, size: int) -> list[MessageVersion]:
+    """The messages of a page at `version` after position `after`, and one more when there are more.
+
+    With a page size, that many. Without one, as many as fit one answer: read
+    as a stream and stopped at the budget, so each page of a large chat costs
+    what it returns (reading to the end for every page cost 2.5x the chat, and a
+    page token without a size used to fall back to pages of 100).
+    """
+    if size:
+        return states.messages_at(tx, tenant, chat, version, after_position=after, limit=size + 1)
+    with closing(states.stream_messages_at(tx, tenant, chat, version, after_position=after)) as rows:
+        return paging.until_full(rows, _weight)
+
+
 def _restore_key(key: list[object]) -> tuple[datetime, UUID]:
     try:
         return datetime.fromisoformat(str(key[0])), UUID(str(key[1]))
@@ -61,19 +76,15 @@ class Reader:
         assert chat is not None
         scope = ("chat", identity.tenant_id, chat)
         after = paging.decode(page_token, scope, int) or 0
-        paged, limit = bool(size or page_token), size or DEFAULT_PAGE
         with self.db.transaction(identity.tenant_id) as tx:
             head = require_chat(tx, identity, chat)
             snapshot = None
             if head.head_snapshot_id is not None:
                 snapshot = find_snapshot(tx, identity, chat, head.head_snapshot_id, "snapshot_id")
             # The chat at its head version: a write committing meanwhile is not half seen.
-            tenant = identity.tenant_id
-            messages = states.messages_at(
-                tx, tenant, chat, head.head_version, after_position=after, limit=limit + 1 if paged else None
-            )
-            files = states.files_at(tx, tenant, chat, head.head_version, with_text=False)
-        messages, token = paging.answer(messages, limit if paged else None, scope, lambda m: m.position, _weight)
+            messages = _page_at(tx, identity.tenant_id, chat, head.head_version, after, size)
+            files = states.files_at(tx, identity.tenant_id, chat, head.head_version, with_text=False)
+        messages, token = paging.answer(messages, size or None, scope, lambda m: m.position, _weight)
         return ChatView(
             chat_id=chat, title=head.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
         )
@@ -143,12 +154,9 @@ class Reader:
             # Pages belong to the snapshot the point resolved to.
             scope = ("chat_at", identity.tenant_id, chat, snapshot.id)
             after = paging.decode(page_token, scope, int) or 0
-            paged, limit = bool(size or page_token), size or DEFAULT_PAGE
-            messages = states.messages_at(
-                tx, identity.tenant_id, chat, snapshot.version, after_position=after, limit=limit + 1 if paged else None
-            )
+            messages = _page_at(tx, identity.tenant_id, chat, snapshot.version, after, size)
             files = states.files_at(tx, identity.tenant_id, chat, snapshot.version, with_text=False)
-        messages, token = paging.answer(messages, limit if paged else None, scope, lambda m: m.position, _weight)
+        messages, token = paging.answer(messages, size or None, scope, lambda m: m.position, _weight)
         return ChatView(
             chat_id=chat, title=snapshot.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
         )

@@ -232,8 +232,9 @@ class Write:
         trigger_file_id: UUID | None = None,
         description: str = "",
         restored_from: UUID | None = None,
+        returning: bool = True,
     ) -> tuple[Snapshot, list[MessageVersion]]:
-        """Insert the snapshot, the staged rows and the new heads."""
+        """Insert the snapshot, the staged rows and the new heads; the message rows written when `returning`."""
         snapshot: Snapshot = self.tx.one(
             "insert_snapshot",
             {
@@ -257,7 +258,7 @@ class Write:
             },
             Snapshot,
         )
-        written = self._insert_messages(snapshot) if self.messages else []
+        written = self._insert_messages(snapshot, returning) if self.messages else []
         for name, rows in self.file_rows.items():
             if rows:  # one statement for every row: a restore of many files is a few round trips
                 columns = {column: [row[column] for row in rows] for column in rows[0]}
@@ -289,34 +290,34 @@ class Write:
         """What every row staged by this write records of its snapshot."""
         return {"snapshot_id": snapshot.id, "chat_version": snapshot.version, "created_at": snapshot.created_at}
 
-    def _insert_messages(self, snapshot: Snapshot) -> list[MessageVersion]:
+    def _insert_messages(self, snapshot: Snapshot, returning: bool) -> list[MessageVersion]:
         """Every staged message in one statement: a restore of 1,000 messages is one round trip."""
-        staged = self.messages
-        columns = {
-            name: [getattr(m, name) for m in staged]
-            for name in (
-                "id",
-                "message_id",
-                "version",
-                "position",
-                "role",
-                "content",
-                "model_id",
-                "tokens",
-                "is_deleted",
-                "edit_reason",
-                "original_created_at",
-                "element_hash",
-            )
-        }
+        staged = [
+            {
+                "id": str(m.id),
+                "message_id": str(m.message_id),
+                "version": m.version,
+                "position": m.position,
+                "role": m.role,
+                "content": m.content,
+                "model_id": m.model_id,
+                "metadata": m.metadata,
+                "tokens": m.tokens,
+                "is_deleted": m.is_deleted,
+                "edit_reason": m.edit_reason,
+                "original_created_at": m.original_created_at.isoformat() if m.original_created_at else None,
+                "element_hash": m.element_hash,
+            }
+            for m in self.messages
+        ]
         rows: list[MessageVersion] = self.tx.all(
             "insert_message_versions",
             {
                 **self.params,
-                **columns,
-                "metadata": [Jsonb(m.metadata) for m in staged],
-                "superseded": [m.superseded for m in staged if m.superseded is not None],
+                "staged": Jsonb(staged),
+                "superseded": [m.superseded for m in self.messages if m.superseded is not None],
                 "edited_by": self.identity.user_id,
+                "returning": returning,
                 **self._written(snapshot),
             },
             MessageVersion,

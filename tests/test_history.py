@@ -268,3 +268,33 @@ def test_a_chat_too_large_for_one_answer_comes_in_pages(caller: Caller, chat_id:
         api.ListMessageVersionsRequest(chat_id=chat_id, message_id=message_id), metadata=caller.md
     )
     assert versions.next_page_token and 0 < len(versions.versions) < 4
+
+
+def test_a_token_without_a_page_size_goes_on_as_much_as_fits(caller: Caller, chat_id: str) -> None:
+    """The pages after a too-large first answer are as large as fit too (they were pages of 100)."""
+    big = "x" * (1024 * 1024 - 16)
+    for i in range(4):
+        caller.save(chat_id, f"big {i} {big}")
+    small = api.SaveMessageRequest(chat_id=chat_id, role=pb.MESSAGE_ROLE_USER, content="small")
+    for _ in range(250):
+        caller.stub.SaveMessage(small, metadata=caller.md)
+    first = caller.stub.GetChat(api.GetChatRequest(chat_id=chat_id), metadata=caller.md)
+    assert first.next_page_token and len(first.messages) < 4
+    rest = caller.stub.GetChat(
+        api.GetChatRequest(chat_id=chat_id, page_token=first.next_page_token), metadata=caller.md
+    )
+    assert rest.next_page_token == "" and len(first.messages) + len(rest.messages) == 254
+    assert [m.content for m in rest.messages][-250:] == ["small"] * 250
+    # CompareSnapshots pages its changes the same way.
+    start = caller.at(chat_id, version=1).snapshot.id
+
+    def compare(token: str) -> Any:
+        request = api.CompareSnapshotsRequest(
+            chat_id=chat_id, from_snapshot_id=start, to_snapshot_id=first.snapshot.id, page_token=token
+        )
+        return caller.stub.CompareSnapshots(request, metadata=caller.md)
+
+    changes = compare("")
+    assert changes.next_page_token and len(changes.added_messages) < 3
+    more = compare(changes.next_page_token)
+    assert more.next_page_token == "" and len(changes.added_messages) + len(more.added_messages) == 253

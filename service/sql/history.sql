@@ -58,20 +58,18 @@ FROM tm_messages
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
 
 -- name: insert_message_versions
--- Versions of any number of messages (one array element each), their search
+-- Versions of any number of messages (one JSON object each), their search
 -- documents and the messages' heads, in one statement; the documents of the
--- versions they supersede stop being current. Arrays go in binary
--- (placeholders ending in b): text arrays are escaped element by element. Every table is
--- reached by tenant and chat. (The heads' foreign key to the versions is
--- checked at the statement's end.)
+-- versions they supersede stop being current. The rows travel as one jsonb
+-- value: psycopg builds arrays element by element in Python (40 ms of a
+-- 1,000-message restore), json.dumps in C. Every table is reached by tenant
+-- and chat. (The heads' foreign key to the versions is checked at the
+-- statement's end.) The written rows come back only when `returning`.
 WITH staged AS (
-    SELECT * FROM unnest(
-        %(id)b::uuid[], %(message_id)b::uuid[], %(version)b::bigint[], %(position)b::bigint[],
-        %(role)b::text[], %(content)b::text[], %(model_id)b::text[], %(metadata)b::jsonb[],
-        %(tokens)b::bigint[], %(is_deleted)b::boolean[], %(edit_reason)b::text[],
-        %(original_created_at)b::timestamptz[], %(element_hash)b::text[])
-        AS s (id, message_id, version, position, role, content, model_id, metadata, tokens, is_deleted,
-              edit_reason, original_created_at, element_hash)
+    SELECT * FROM jsonb_to_recordset(%(staged)s::jsonb)
+        AS s (id uuid, message_id uuid, version bigint, position bigint, role text, content text,
+              model_id text, metadata jsonb, tokens bigint, is_deleted boolean, edit_reason text,
+              original_created_at timestamptz, element_hash text)
 ), version AS (
     INSERT INTO tm_message_versions (
         id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
@@ -101,7 +99,7 @@ WITH staged AS (
         is_deleted = excluded.is_deleted, tokens = excluded.tokens,
         element_hash = excluded.element_hash
 )
-SELECT *, true AS is_active, NULL::timestamptz AS superseded_at FROM version
+SELECT *, true AS is_active, NULL::timestamptz AS superseded_at FROM version WHERE %(returning)s
 
 -- name: insert_restore
 INSERT INTO tm_restores (
