@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -113,6 +113,11 @@ BEGIN_SETTINGS = (
 )
 
 
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """A connection that is gone: no SQLSTATE (the client saw it drop), class 08, or a backend terminated."""
+    return exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate in ("57P01", "57P02", "57P03")
+
+
 def _ms(seconds: float) -> str:
     """A PostgreSQL duration setting; at least 1 ms (0 would mean no limit)."""
     return str(max(1, int(seconds * 1000)))
@@ -142,7 +147,6 @@ class Database:
             max_size=max_size,
             open=False,
             configure=self._configure,
-            check=ConnectionPool.check_connection,
             timeout=5.0,  # how long a call waits for a connection before UNAVAILABLE
             name="timemachine",
         )
@@ -153,6 +157,33 @@ class Database:
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
         conn.commit()
         conn.adapters.register_loader("jsonb", _JsonbLoader)
+
+    @contextmanager
+    def _begun(self, settings: tuple[str, ...]) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection with a transaction begun and `settings` applied.
+
+        Connections are not checked when borrowed (that was a round trip per
+        call): one the database dropped (a restart, a failover, an idle
+        timeout) fails here, before any work, and is replaced once. The pool
+        then checks its idle connections, so one restart costs no call more
+        than that one retry.
+        """
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(self._in_transaction(settings))
+            except psycopg.OperationalError as exc:
+                if not _connection_lost(exc):
+                    raise
+                log.info("a pooled connection was gone (%s); checking the pool and retrying once", type(exc).__name__)
+                self.pool.check()
+                conn = stack.enter_context(self._in_transaction(settings))
+            yield conn
+
+    @contextmanager
+    def _in_transaction(self, settings: tuple[str, ...]) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(BEGIN_SETTINGS, settings)  # one round trip, every setting local to this transaction
+            yield conn
 
     def open(self) -> None:
         try:
@@ -175,18 +206,14 @@ class Database:
         if left is not None and left <= 0:
             raise DeadlineExceeded("the call's deadline passed before its work began")
         statement = self.statement_timeout if left is None else min(self.statement_timeout, left)
+        settings = (
+            "" if tenant_id is None else str(tenant_id),
+            _ms(statement),
+            _ms(min(self.lock_timeout, statement)),
+            _ms(self.idle_in_transaction_timeout),
+        )
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                # One round trip, every setting local to this transaction.
-                conn.execute(
-                    BEGIN_SETTINGS,
-                    (
-                        "" if tenant_id is None else str(tenant_id),
-                        _ms(statement),
-                        _ms(min(self.lock_timeout, statement)),
-                        _ms(self.idle_in_transaction_timeout),
-                    ),
-                )
+            with self._begun(settings) as conn:
                 yield Transaction(conn)
         except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             # Cut short by the timeouts above; not OperationalError's "unreachable".

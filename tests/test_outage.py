@@ -9,13 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
 from service.config import Settings
-from tests.conftest import Caller, rpc_error
+from tests.conftest import Caller, Stack, rpc_error
 
 
 class Isolated:
@@ -71,3 +72,18 @@ def test_postgres_stopped_gives_unavailable(isolated: Isolated) -> None:
         error = rpc_error(call)
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         assert "psycopg" not in (error.details() or "")
+
+
+def test_connections_the_database_dropped_are_replaced_without_an_error(stack: Stack, caller: Caller) -> None:
+    """Borrowed connections are not checked (a round trip per call); a dropped one is replaced on its first use."""
+    chat = str(uuid.uuid4())
+    caller.save(chat, "before")
+    with psycopg.connect(stack.runtime.database_url, autocommit=True) as admin:
+        ended = admin.execute(
+            "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity"
+            " where usename = current_user and pid <> pg_backend_pid() and backend_type = 'client backend') t"
+        ).fetchone()
+    assert ended is not None and ended[0] >= 1  # the pool's connections, and the event listener
+    for i in range(5):  # every pooled connection the pool still holds is a dropped one
+        caller.save(chat, f"after {i}")
+    assert [m.content for m in caller.chat(chat).messages][-1] == "after 4"
