@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench import exports, pdfs, searches, timetravel, transfers, writes
+from bench import exports, pdfs, searches, throughput, timetravel, transfers, writes
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
@@ -43,8 +43,11 @@ GOALS = {
     "chat_at_snapshot_10k_ratio_vs_raw_sql": {"at_most": 3},
     "compare_10k_ratio_vs_raw_sql": {"at_most": 3},
     "restore_full_1000_ratio_vs_raw_sql": {"at_most": 3},
+    "write_ratio_vs_raw_psycopg": {"at_least": 0.6},
+    "pg_cpu_per_write_over_lean": {"at_most": 2.5},
+    "server_cpu_per_write_over_echo": {"at_most": 2.5},
 }
-SECTIONS = ("writes", "searches", "timetravel", "transfers", "exports", "pdfs")
+SECTIONS = ("writes", "throughput", "searches", "timetravel", "transfers", "exports", "pdfs")
 
 
 def main() -> None:
@@ -59,13 +62,15 @@ def main() -> None:
     }
     try:
         stores = runtime.start()
-        if {"writes", "searches", "timetravel"} & set(chosen):
+        if {"writes", "throughput", "searches", "timetravel"} & set(chosen):
             app = App(settings, stores)
             app.start()
             channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
             stub = service_pb2_grpc.TimeMachineServiceStub(channel)
             if "writes" in chosen:
                 results |= writes.measure(runtime, stub)
+            if "throughput" in chosen:
+                results |= throughput.measure(runtime, f"127.0.0.1:{app.port}")
             if "searches" in chosen:
                 results |= searches.measure(runtime, stub)
             if "timetravel" in chosen:

@@ -1,0 +1,116 @@
+"""Write throughput and its CPU, side by side in one run (issue 10's figures).
+
+Eight client threads, each on its own chat, in a process of their own
+(bench/load.py), for a few seconds each:
+- SaveMessage over gRPC, against the same SQL issued raw with psycopg as
+  the service role: `write_ratio_vs_raw_psycopg` (what the service adds);
+- PostgreSQL's CPU per SaveMessage (its processes' CPU from /proc) over its
+  CPU per lean versioned write: `pg_cpu_per_write_over_lean` (what our rows
+  cost the database);
+- this process's CPU per SaveMessage over its CPU per call of a trivial
+  unary echo served by grpcio: `server_cpu_per_write_over_echo`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.load import ECHO
+from server.bootstrap import Runtime
+
+THREADS = 8
+SECONDS = float(os.environ.get("TM_BENCH_THROUGHPUT_SECONDS", "6"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # the process ended
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def postgres_cpu(runtime: Runtime) -> float | None:
+    """CPU seconds of the embedded PostgreSQL's processes so far (None: not ours to measure)."""
+    if runtime.postgres is None:
+        return None
+    postmaster = int((runtime.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    # Ended backends' CPU moves to the postmaster's cutime/cstime: count those too.
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = (int(fields[13]) + int(fields[14])) / TICKS
+    return _cpu_of(postmaster) + reaped + sum(_cpu_of(int(child)) for child in children)
+
+
+def _server_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _load(kind: str, target: str, tenant: str, runtime: Runtime) -> dict[str, Any]:
+    pg_before, server_before = postgres_cpu(runtime), _server_cpu()
+    reply = subprocess.run(
+        [sys.executable, "-m", "bench.load", kind, target, str(THREADS), str(SECONDS), tenant],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    pg_after, server_after = postgres_cpu(runtime), _server_cpu()
+    result: dict[str, Any] = json.loads(reply.stdout)
+    result["server_cpu"] = server_after - server_before
+    result["pg_cpu"] = None if pg_before is None or pg_after is None else pg_after - pg_before
+    return result
+
+
+def _echo_server() -> tuple[grpc.Server, str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    echo = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Echo": echo}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    assert ECHO == "/bench.Echo/Echo"
+    return server, f"127.0.0.1:{port}"
+
+
+def measure(runtime: Runtime, address: str) -> dict[str, Any]:
+    tenant = str(uuid.uuid4())
+    echo_server, echo_address = _echo_server()
+    try:
+        runs = {
+            "save": _load("save", address, tenant, runtime),
+            "raw": _load("raw", runtime.database_url, tenant, runtime),
+            "lean": _load("lean", runtime.database_url, tenant, runtime),
+            "echo": _load("echo", echo_address, tenant, runtime),
+        }
+    finally:
+        echo_server.stop(grace=1)
+    rate = {kind: run["calls"] / run["seconds"] for kind, run in runs.items()}
+    results: dict[str, Any] = {
+        "throughput_threads": THREADS,
+        "save_message_per_s": round(rate["save"]),
+        "raw_psycopg_writes_per_s": round(rate["raw"]),
+        "lean_writes_per_s": round(rate["lean"]),
+        "write_ratio_vs_raw_psycopg": round(rate["save"] / rate["raw"], 2),
+    }
+    per_call = {kind: run["server_cpu"] / run["calls"] for kind, run in runs.items()}
+    results["server_cpu_ms_per_save"] = round(per_call["save"] * 1000, 3)
+    results["server_cpu_ms_per_echo"] = round(per_call["echo"] * 1000, 3)
+    results["server_cpu_per_write_over_echo"] = round(per_call["save"] / per_call["echo"], 2)
+    if runs["save"]["pg_cpu"] is not None:
+        pg = {kind: run["pg_cpu"] / run["calls"] for kind, run in runs.items() if kind != "echo"}
+        results["pg_cpu_ms_per_save"] = round(pg["save"] * 1000, 3)
+        results["pg_cpu_ms_per_raw_write"] = round(pg["raw"] * 1000, 3)
+        results["pg_cpu_ms_per_lean_write"] = round(pg["lean"] * 1000, 3)
+        results["pg_cpu_per_write_over_lean"] = round(pg["save"] / pg["lean"], 2)
+    return results
