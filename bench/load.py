@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -65,79 +66,78 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
     tenant_id = uuid.UUID(tenant)
 
     def per_thread() -> Callable[[], None]:
-        conn = psycopg.connect(target, row_factory=dict_row)
+        conn = psycopg.connect(target, row_factory=dict_row, autocommit=True)
         conn.execute(f"set role {APP_ROLE}")
-        conn.commit()
         chat = uuid.uuid4()
         params = {"tenant_id": tenant_id, "chat_id": chat}
-        with conn.transaction():
-            conn.execute(BEGIN_SETTINGS, (tenant, "60000", "10000", "60000"))
-            conn.execute(query("register_chat"), {**params, "zero": "0" * 64})
+        begin = BEGIN_SETTINGS.format(*(sql.Literal(v) for v in (tenant, "60000", "10000", "60000")))
+        conn.execute(begin)
+        conn.execute(query("register_chat"), {**params, "zero": "0" * 64})
+        conn.execute("COMMIT")
         user = uuid.uuid4()
 
         def write() -> None:
-            with conn.transaction():
-                conn.execute(BEGIN_SETTINGS, (tenant, "60000", "10000", "60000"))
-                head: Any = conn.execute(query("lock_chat"), params).fetchone()
-                version = head["head_version"] + 1
-                snapshot: Any = conn.execute(
-                    query("insert_snapshot"),
-                    {
-                        **params,
-                        "id": uuid.uuid4(),
-                        "version": version,
-                        "head_time": head["head_time"],
-                        "message_count": head["message_count"] + 1,
-                        "file_count": 0,
-                        "total_tokens": 0,
-                        "trigger": "message_sent",
-                        "trigger_message_id": None,
-                        "trigger_file_id": None,
-                        "trigger_description": "",
-                        "previous_snapshot_id": head["head_snapshot_id"],
-                        "restored_from_snapshot_id": None,
-                        "checksum": "0" * 64,
-                        "title": "",
-                        "user_id": user,
-                        "request_id": None,
-                    },
-                ).fetchone()
-                row = {
-                    "id": str(uuid.uuid4()),
-                    "message_id": str(uuid.uuid4()),
-                    "version": 1,
-                    "position": head["next_position"],
-                    "role": "user",
-                    "content": CONTENT,
-                    "model_id": "",
-                    "metadata": {},
-                    "tokens": 0,
-                    "is_deleted": False,
-                    "edit_reason": "",
-                    "original_created_at": None,
-                    "element_hash": "0" * 64,
-                }
-                written = {"snapshot_id": snapshot["id"], "chat_version": version, "created_at": snapshot["created_at"]}
-                conn.execute(
-                    query("insert_message_versions"),
-                    {**params, "staged": Jsonb([row]), "superseded": [], "edited_by": user, "returning": True}
-                    | written,
-                ).fetchall()
-                conn.execute(
-                    query("advance_chat"),
-                    {
-                        **params,
-                        "title": "",
-                        "version": version,
-                        "snapshot_id": snapshot["id"],
-                        "created_at": snapshot["created_at"],
-                        "message_count": head["message_count"] + 1,
-                        "file_count": 0,
-                        "total_tokens": 0,
-                        "state_sum": "0" * 64,
-                        "next_position": head["next_position"] + 1,
-                    },
-                ).fetchall()
+            conn.execute(begin)  # as the service begins: one round trip with its settings
+            head: Any = conn.execute(query("lock_chat"), params).fetchone()
+            version = head["head_version"] + 1
+            snapshot: Any = conn.execute(
+                query("insert_snapshot"),
+                {
+                    **params,
+                    "id": uuid.uuid4(),
+                    "version": version,
+                    "head_time": head["head_time"],
+                    "message_count": head["message_count"] + 1,
+                    "file_count": 0,
+                    "total_tokens": 0,
+                    "trigger": "message_sent",
+                    "trigger_message_id": None,
+                    "trigger_file_id": None,
+                    "trigger_description": "",
+                    "previous_snapshot_id": head["head_snapshot_id"],
+                    "restored_from_snapshot_id": None,
+                    "checksum": "0" * 64,
+                    "title": "",
+                    "user_id": user,
+                    "request_id": None,
+                },
+            ).fetchone()
+            row = {
+                "id": str(uuid.uuid4()),
+                "message_id": str(uuid.uuid4()),
+                "version": 1,
+                "position": head["next_position"],
+                "role": "user",
+                "content": CONTENT,
+                "model_id": "",
+                "metadata": {},
+                "tokens": 0,
+                "is_deleted": False,
+                "edit_reason": "",
+                "original_created_at": None,
+                "element_hash": "0" * 64,
+            }
+            written = {"snapshot_id": snapshot["id"], "chat_version": version, "created_at": snapshot["created_at"]}
+            conn.execute(
+                query("insert_message_versions"),
+                {**params, "staged": Jsonb([row]), "superseded": [], "edited_by": user, "returning": True} | written,
+            ).fetchall()
+            conn.execute(
+                query("advance_chat"),
+                {
+                    **params,
+                    "title": "",
+                    "version": version,
+                    "snapshot_id": snapshot["id"],
+                    "created_at": snapshot["created_at"],
+                    "message_count": head["message_count"] + 1,
+                    "file_count": 0,
+                    "total_tokens": 0,
+                    "state_sum": "0" * 64,
+                    "next_position": head["next_position"] + 1,
+                },
+            ).fetchall()
+            conn.execute("COMMIT")
 
         return write
 

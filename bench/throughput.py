@@ -1,7 +1,8 @@
 """Write throughput and its CPU, side by side in one run (issue 10's figures).
 
 Eight client threads, each on its own chat, in a process of their own
-(bench/load.py), for a few seconds each:
+(bench/load.py), 4 s for each kind of load, five rounds interleaved (each
+figure is the median of its rounds):
 - SaveMessage over gRPC, against the same SQL issued raw with psycopg as
   the service role: `write_ratio_vs_raw_psycopg` (what the service adds);
 - PostgreSQL's CPU per SaveMessage (its processes' CPU from /proc) over its
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,8 @@ from bench.load import ECHO
 from server.bootstrap import Runtime
 
 THREADS = 8
-SECONDS = float(os.environ.get("TM_BENCH_THROUGHPUT_SECONDS", "6"))
+SECONDS = float(os.environ.get("TM_BENCH_THROUGHPUT_SECONDS", "4"))
+ROUNDS = 5  # interleaved; each figure is the median of its rounds (single runs moved by ±30 %)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -86,16 +90,18 @@ def _echo_server() -> tuple[grpc.Server, str]:
 def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     tenant = str(uuid.uuid4())
     echo_server, echo_address = _echo_server()
+    kinds = {"save": address, "raw": runtime.database_url, "lean": runtime.database_url, "echo": echo_address}
+    rounds: list[dict[str, dict[str, Any]]] = []
     try:
-        runs = {
-            "save": _load("save", address, tenant, runtime),
-            "raw": _load("raw", runtime.database_url, tenant, runtime),
-            "lean": _load("lean", runtime.database_url, tenant, runtime),
-            "echo": _load("echo", echo_address, tenant, runtime),
-        }
+        for _ in range(ROUNDS):
+            rounds.append({kind: _load(kind, target, tenant, runtime) for kind, target in kinds.items()})
     finally:
         echo_server.stop(grace=1)
-    rate = {kind: run["calls"] / run["seconds"] for kind, run in runs.items()}
+
+    def median(figure: Callable[[dict[str, Any]], float], kind: str) -> float:
+        return statistics.median(figure(run[kind]) for run in rounds)
+
+    rate = {kind: median(lambda r: r["calls"] / r["seconds"], kind) for kind in kinds}
     results: dict[str, Any] = {
         "throughput_threads": THREADS,
         "save_message_per_s": round(rate["save"]),
@@ -103,12 +109,12 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
         "lean_writes_per_s": round(rate["lean"]),
         "write_ratio_vs_raw_psycopg": round(rate["save"] / rate["raw"], 2),
     }
-    per_call = {kind: run["server_cpu"] / run["calls"] for kind, run in runs.items()}
+    per_call = {kind: median(lambda r: r["server_cpu"] / r["calls"], kind) for kind in kinds}
     results["server_cpu_ms_per_save"] = round(per_call["save"] * 1000, 3)
     results["server_cpu_ms_per_echo"] = round(per_call["echo"] * 1000, 3)
     results["server_cpu_per_write_over_echo"] = round(per_call["save"] / per_call["echo"], 2)
-    if runs["save"]["pg_cpu"] is not None:
-        pg = {kind: run["pg_cpu"] / run["calls"] for kind, run in runs.items() if kind != "echo"}
+    if rounds[0]["save"]["pg_cpu"] is not None:
+        pg = {kind: median(lambda r: r["pg_cpu"] / r["calls"], kind) for kind in ("save", "raw", "lean")}
         results["pg_cpu_ms_per_save"] = round(pg["save"] * 1000, 3)
         results["pg_cpu_ms_per_raw_write"] = round(pg["raw"] * 1000, 3)
         results["pg_cpu_ms_per_lean_write"] = round(pg["lean"] * 1000, 3)

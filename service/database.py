@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -104,12 +104,16 @@ class Transaction:
         return self.conn.cursor(row_factory=record_row(row) if row else dict_row, binary=True)
 
 
-# The tenant and the time limits of one transaction, each local to it.
-BEGIN_SETTINGS = (
-    "select set_config('app.current_tenant_id', %s, true),"
-    " set_config('statement_timeout', %s, true),"
-    " set_config('lock_timeout', %s, true),"
-    " set_config('idle_in_transaction_session_timeout', %s, true)"
+# BEGIN, and the tenant and the time limits of the transaction, each local to
+# it, in one round trip: with no parameters psycopg uses the simple query
+# protocol, which takes several statements (the values are ours: a UUID and
+# integers, quoted as literals). psycopg's own transaction() sends its BEGIN
+# as a round trip of its own.
+BEGIN_SETTINGS = sql.SQL(
+    "BEGIN; SELECT set_config('app.current_tenant_id', {}, true),"
+    " set_config('statement_timeout', {}, true),"
+    " set_config('lock_timeout', {}, true),"
+    " set_config('idle_in_transaction_session_timeout', {}, true)"
 )
 
 
@@ -146,6 +150,7 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             open=False,
+            kwargs={"autocommit": True},  # transactions are begun and ended by hand: see _in_transaction
             configure=self._configure,
             timeout=5.0,  # how long a call waits for a connection before UNAVAILABLE
             name="timemachine",
@@ -155,7 +160,6 @@ class Database:
         # The login user may own the tables (or be a superuser, as in the
         # embedded setup); policies bind only once we act as the service role.
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
-        conn.commit()
         conn.adapters.register_loader("jsonb", _JsonbLoader)
 
     @contextmanager
@@ -181,9 +185,22 @@ class Database:
 
     @contextmanager
     def _in_transaction(self, settings: tuple[str, ...]) -> Iterator[psycopg.Connection[Any]]:
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute(BEGIN_SETTINGS, settings)  # one round trip, every setting local to this transaction
-            yield conn
+        """A transaction on an autocommit connection, begun and ended by hand (see BEGIN_SETTINGS)."""
+        with self.pool.connection() as conn:
+            conn.execute(BEGIN_SETTINGS.format(*(sql.Literal(value) for value in settings)))
+            try:
+                yield conn
+            except BaseException:
+                if not conn.broken:
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            self.commit(conn)
+
+    @staticmethod
+    def commit(conn: psycopg.Connection[Any]) -> None:
+        """COMMIT; an error here may come after the database committed (see Files._committed)."""
+        conn.execute("COMMIT")
 
     def open(self) -> None:
         try:

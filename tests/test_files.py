@@ -20,6 +20,7 @@ from PIL import Image
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from service import vault as vault_module
+from service.database import Database
 from service.errors import Cancelled, ResourceExhausted
 from service.files import Files, UploadHeader
 from service.models import FileSource, Identity
@@ -496,16 +497,15 @@ def test_a_commit_lost_in_flight_never_deletes_what_it_committed(
     """
     data = os.urandom(100_000)
     armed = threading.Event()
-    commit = psycopg.Transaction.__exit__
+    commit = Database.commit
 
-    def lost_after_commit(self: psycopg.Transaction, *exc: Any) -> Any:
-        result = commit(self, *exc)
-        if armed.is_set() and exc[0] is None:
+    def lost_after_commit(conn: psycopg.Connection[Any]) -> None:
+        commit(conn)
+        if armed.is_set():
             armed.clear()
             raise psycopg.OperationalError("server closed the connection unexpectedly")
-        return result
 
-    monkeypatch.setattr(psycopg.Transaction, "__exit__", lost_after_commit)
+    monkeypatch.setattr(Database, "commit", staticmethod(lost_after_commit))
     armed.set()
     first = caller.upload(chat_id, "kept.bin", data)  # committed: answered as such
     monkeypatch.undo()

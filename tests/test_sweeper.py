@@ -24,6 +24,7 @@ from PIL import Image
 from generated.timemachine.v1 import resources_pb2 as pb
 from server.app import App
 from service.config import Settings
+from service.database import Database
 from service.errors import Unavailable
 from service.export.bundles import ExportWorker
 from service.export.exporter import Exporter
@@ -190,20 +191,20 @@ def test_an_upload_whose_commit_is_unknown_is_kept_then_swept_when_nothing_refer
     tenant = uuid.UUID(caller.tenant_id)
     files = Files(stack.stores.db, stack.stores.vault, max_upload_bytes=1 << 20)
     armed = threading.Event()
-    commit = psycopg.Transaction.__exit__
+    commit = Database.commit
 
-    def lost_before_commit(self: psycopg.Transaction, *exc: Any) -> Any:
-        if armed.is_set() and exc[0] is None:
+    def lost_before_commit(conn: psycopg.Connection[Any]) -> None:
+        if armed.is_set():
             armed.clear()
-            commit(self, RuntimeError, RuntimeError("rolled back"), None)  # the commit never reached the server
+            conn.execute("ROLLBACK")  # the commit never reached the server
             raise psycopg.OperationalError("server closed the connection unexpectedly")
-        return commit(self, *exc)
+        commit(conn)
 
     def unreachable(*_: Any) -> None:
         return None
 
     header = UploadHeader(chat_id, "", "unsure.bin", "", FileSource.USER_UPLOAD, None, "", WriteOptions())
-    monkeypatch.setattr(psycopg.Transaction, "__exit__", lost_before_commit)
+    monkeypatch.setattr(Database, "commit", staticmethod(lost_before_commit))
     monkeypatch.setattr(Files, "_committed", unreachable)
 
     def upload() -> None:
