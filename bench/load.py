@@ -100,6 +100,7 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
                     "title": "",
                     "user_id": user,
                     "request_id": None,
+                    "next_position": head["next_position"] + 1,
                 },
             ).fetchone()
             row = {
@@ -121,21 +122,6 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
             conn.execute(
                 query("insert_message_versions"),
                 {**params, "staged": Jsonb([row]), "superseded": [], "edited_by": user, "returning": True} | written,
-            ).fetchall()
-            conn.execute(
-                query("advance_chat"),
-                {
-                    **params,
-                    "title": "",
-                    "version": version,
-                    "snapshot_id": snapshot["id"],
-                    "created_at": snapshot["created_at"],
-                    "message_count": head["message_count"] + 1,
-                    "file_count": 0,
-                    "total_tokens": 0,
-                    "state_sum": "0" * 64,
-                    "next_position": head["next_position"] + 1,
-                },
             ).fetchall()
             conn.execute("COMMIT")
 

@@ -234,7 +234,7 @@ class Write:
         restored_from: UUID | None = None,
         returning: bool = True,
     ) -> tuple[Snapshot, list[MessageVersion]]:
-        """Insert the snapshot, the staged rows and the new heads; the message rows written when `returning`."""
+        """The snapshot with the chat's new head, then the staged rows (returned when `returning`)."""
         snapshot: Snapshot = self.tx.one(
             "insert_snapshot",
             {
@@ -255,6 +255,7 @@ class Write:
                 "title": self.title,
                 "user_id": self.identity.user_id,
                 "request_id": self.request_id,
+                "next_position": self.next_position,
             },
             Snapshot,
         )
@@ -264,21 +265,6 @@ class Write:
                 columns = {column: [row[column] for row in rows] for column in rows[0]}
                 params = {**self.params, **columns, **self._written(snapshot)}
                 self.tx.execute(name, params, prepare=False if len(rows) > 1 else None)
-        self.tx.execute(
-            "advance_chat",
-            {
-                **self.params,
-                "title": self.title,
-                "version": snapshot.version,
-                "snapshot_id": snapshot.id,
-                "created_at": snapshot.created_at,
-                "message_count": self.message_count,
-                "file_count": self.file_count,
-                "total_tokens": self.total_tokens,
-                "state_sum": self.state.hex,
-                "next_position": self.next_position,
-            },
-        )
         return snapshot, written
 
     def file(self, file_id: UUID) -> MediaFile:

@@ -23,33 +23,33 @@ SELECT * FROM tm_snapshots
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND request_id = %(request_id)s
 
 -- name: insert_snapshot
--- Timestamps never run backwards along versions, even across clock steps.
-INSERT INTO tm_snapshots (
-    id, tenant_id, chat_id, version, created_at, message_count, file_count,
-    total_tokens, trigger, trigger_message_id, trigger_file_id,
-    trigger_description, previous_snapshot_id, restored_from_snapshot_id,
-    checksum, title, user_id, request_id)
-VALUES (
-    %(id)s, %(tenant_id)s, %(chat_id)s, %(version)s,
-    greatest(clock_timestamp(), %(head_time)s::timestamptz),
-    %(message_count)s, %(file_count)s, %(total_tokens)s, %(trigger)s,
-    %(trigger_message_id)s, %(trigger_file_id)s, %(trigger_description)s,
-    %(previous_snapshot_id)s, %(restored_from_snapshot_id)s, %(checksum)s,
-    %(title)s, %(user_id)s, %(request_id)s)
-RETURNING *
-
--- name: advance_chat
--- The new head, and a notification that watchers receive when this commits.
-WITH head AS (
-    UPDATE tm_chats
-    SET title = %(title)s, head_version = %(version)s, head_snapshot_id = %(snapshot_id)s,
-        head_time = %(created_at)s, message_count = %(message_count)s,
-        file_count = %(file_count)s, total_tokens = %(total_tokens)s,
-        state_sum = %(state_sum)s, next_position = %(next_position)s
-    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
-    RETURNING tenant_id, chat_id
+-- The snapshot and the chat's new head, with the notification that watchers
+-- receive when this commits: one statement, one round trip. Timestamps never
+-- run backwards along versions, even across clock steps.
+WITH snapshot AS (
+    INSERT INTO tm_snapshots (
+        id, tenant_id, chat_id, version, created_at, message_count, file_count,
+        total_tokens, trigger, trigger_message_id, trigger_file_id,
+        trigger_description, previous_snapshot_id, restored_from_snapshot_id,
+        checksum, title, user_id, request_id)
+    VALUES (
+        %(id)s, %(tenant_id)s, %(chat_id)s, %(version)s,
+        greatest(clock_timestamp(), %(head_time)s::timestamptz),
+        %(message_count)s, %(file_count)s, %(total_tokens)s, %(trigger)s,
+        %(trigger_message_id)s, %(trigger_file_id)s, %(trigger_description)s,
+        %(previous_snapshot_id)s, %(restored_from_snapshot_id)s, %(checksum)s,
+        %(title)s, %(user_id)s, %(request_id)s)
+    RETURNING *
+), head AS (
+    UPDATE tm_chats c
+    SET title = s.title, head_version = s.version, head_snapshot_id = s.id, head_time = s.created_at,
+        message_count = s.message_count, file_count = s.file_count, total_tokens = s.total_tokens,
+        state_sum = s.checksum, next_position = %(next_position)s
+    FROM snapshot s
+    WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
+    RETURNING pg_notify('tm_chat_events', c.tenant_id::text || '/' || c.chat_id::text)
 )
-SELECT pg_notify('tm_chat_events', tenant_id::text || '/' || chat_id::text) FROM head
+SELECT snapshot.* FROM snapshot WHERE (SELECT count(*) FROM head) = 1
 
 -- name: get_message_head
 SELECT message_id, position, current_version_id, version, is_deleted, tokens,
