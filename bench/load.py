@@ -78,7 +78,8 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
 
         def write() -> None:
             conn.execute(begin)  # as the service begins: one round trip with its settings
-            head: Any = conn.execute(query("lock_chat"), params).fetchone()
+            # Results in binary, as the service reads them (text output costs PostgreSQL CPU).
+            head: Any = conn.execute(query("lock_chat"), params, binary=True).fetchone()
             version = head["head_version"] + 1
             snapshot: Any = conn.execute(
                 query("insert_snapshot"),
@@ -102,6 +103,7 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
                     "request_id": None,
                     "next_position": head["next_position"] + 1,
                 },
+                binary=True,
             ).fetchone()
             row = {
                 "id": str(uuid.uuid4()),
@@ -122,6 +124,7 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
             conn.execute(
                 query("insert_message_versions"),
                 {**params, "staged": Jsonb([row]), "superseded": [], "edited_by": user, "returning": True} | written,
+                binary=True,
             ).fetchall()
             conn.execute("COMMIT")
 
