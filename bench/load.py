@@ -81,7 +81,22 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
             # Results in binary, as the service reads them (text output costs PostgreSQL CPU).
             head: Any = conn.execute(query("lock_chat"), params, binary=True).fetchone()
             version = head["head_version"] + 1
-            snapshot: Any = conn.execute(
+            row = {
+                "id": str(uuid.uuid4()),
+                "message_id": str(uuid.uuid4()),
+                "version": 1,
+                "position": head["next_position"],
+                "role": "user",
+                "content": CONTENT,
+                "model_id": "",
+                "metadata": {},
+                "tokens": 0,
+                "is_deleted": False,
+                "edit_reason": "",
+                "original_created_at": None,
+                "element_hash": "0" * 64,
+            }
+            conn.execute(
                 query("insert_snapshot"),
                 {
                     **params,
@@ -102,30 +117,11 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
                     "user_id": user,
                     "request_id": None,
                     "next_position": head["next_position"] + 1,
+                    "staged": Jsonb([row]),
+                    "superseded": [],
                 },
                 binary=True,
             ).fetchone()
-            row = {
-                "id": str(uuid.uuid4()),
-                "message_id": str(uuid.uuid4()),
-                "version": 1,
-                "position": head["next_position"],
-                "role": "user",
-                "content": CONTENT,
-                "model_id": "",
-                "metadata": {},
-                "tokens": 0,
-                "is_deleted": False,
-                "edit_reason": "",
-                "original_created_at": None,
-                "element_hash": "0" * 64,
-            }
-            written = {"snapshot_id": snapshot["id"], "chat_version": version, "created_at": snapshot["created_at"]}
-            conn.execute(
-                query("insert_message_versions"),
-                {**params, "staged": Jsonb([row]), "superseded": [], "edited_by": user, "returning": True} | written,
-                binary=True,
-            ).fetchall()
             conn.execute("COMMIT")
 
         return write

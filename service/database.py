@@ -74,9 +74,9 @@ class Transaction:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
 
-    def one(self, name: str, params: Params = None, row: type[T] | None = None) -> Any:
+    def one(self, name: str, params: Params = None, row: type[T] | None = None, *, prepare: bool | None = None) -> Any:
         with self._cursor(row) as cur:
-            cur.execute(query(name), params)
+            cur.execute(query(name), params, prepare=prepare)
             return cur.fetchone()
 
     def all(

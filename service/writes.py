@@ -234,7 +234,8 @@ class Write:
         restored_from: UUID | None = None,
         returning: bool = True,
     ) -> tuple[Snapshot, list[MessageVersion]]:
-        """The snapshot with the chat's new head, then the staged rows (returned when `returning`)."""
+        """The snapshot, the chat's new head and the staged messages in one statement, then
+        the staged file rows; the message versions written (when `returning`)."""
         snapshot: Snapshot = self.tx.one(
             "insert_snapshot",
             {
@@ -256,10 +257,14 @@ class Write:
                 "user_id": self.identity.user_id,
                 "request_id": self.request_id,
                 "next_position": self.next_position,
+                "staged": Jsonb([_staged_json(m) for m in self.messages]),
+                "superseded": [m.superseded for m in self.messages if m.superseded is not None],
             },
             Snapshot,
+            # Many rows: plan with their values (a generic plan cannot hash the superseded ids' array).
+            prepare=False if len(self.messages) > 1 else None,
         )
-        written = self._insert_messages(snapshot, returning) if self.messages else []
+        written = [self._version_of(m, snapshot) for m in self.messages] if returning else []
         for name, rows in self.file_rows.items():
             if rows:  # one statement for every row: a restore of many files is a few round trips
                 columns = {column: [row[column] for row in rows] for column in rows[0]}
@@ -276,42 +281,47 @@ class Write:
         """What every row staged by this write records of its snapshot."""
         return {"snapshot_id": snapshot.id, "chat_version": snapshot.version, "created_at": snapshot.created_at}
 
-    def _insert_messages(self, snapshot: Snapshot, returning: bool) -> list[MessageVersion]:
-        """Every staged message in one statement: a restore of 1,000 messages is one round trip."""
-        staged = [
-            {
-                "id": str(m.id),
-                "message_id": str(m.message_id),
-                "version": m.version,
-                "position": m.position,
-                "role": m.role,
-                "content": m.content,
-                "model_id": m.model_id,
-                "metadata": m.metadata,
-                "tokens": m.tokens,
-                "is_deleted": m.is_deleted,
-                "edit_reason": m.edit_reason,
-                "original_created_at": m.original_created_at.isoformat() if m.original_created_at else None,
-                "element_hash": m.element_hash,
-            }
-            for m in self.messages
-        ]
-        rows: list[MessageVersion] = self.tx.all(
-            "insert_message_versions",
-            {
-                **self.params,
-                "staged": Jsonb(staged),
-                "superseded": [m.superseded for m in self.messages if m.superseded is not None],
-                "edited_by": self.identity.user_id,
-                "returning": returning,
-                **self._written(snapshot),
-            },
-            MessageVersion,
-            # Arrays of many elements: plan with their values (a generic plan
-            # cannot hash the superseded ids' array).
-            prepare=False if len(staged) > 1 else None,
+    def _version_of(self, staged: StagedMessage, snapshot: Snapshot) -> MessageVersion:
+        """The row insert_snapshot wrote for `staged`: every value is known here but the snapshot's."""
+        return MessageVersion(
+            id=staged.id,
+            tenant_id=self.head.tenant_id,
+            chat_id=self.head.chat_id,
+            message_id=staged.message_id,
+            snapshot_id=snapshot.id,
+            chat_version=snapshot.version,
+            version=staged.version,
+            position=staged.position,
+            role=staged.role,
+            content=staged.content,
+            model_id=staged.model_id,
+            metadata=staged.metadata,
+            tokens=staged.tokens,
+            is_deleted=staged.is_deleted,
+            edit_reason=staged.edit_reason,
+            edited_by=self.identity.user_id,
+            created_at=snapshot.created_at,
+            original_created_at=staged.original_created_at or snapshot.created_at,
+            is_active=True,
         )
-        return rows
+
+
+def _staged_json(m: StagedMessage) -> dict[str, Any]:
+    return {
+        "id": str(m.id),
+        "message_id": str(m.message_id),
+        "version": m.version,
+        "position": m.position,
+        "role": m.role,
+        "content": m.content,
+        "model_id": m.model_id,
+        "metadata": m.metadata,
+        "tokens": m.tokens,
+        "is_deleted": m.is_deleted,
+        "edit_reason": m.edit_reason,
+        "original_created_at": m.original_created_at.isoformat() if m.original_created_at else None,
+        "element_hash": m.element_hash,
+    }
 
 
 def open_write(

@@ -23,9 +23,15 @@ SELECT * FROM tm_snapshots
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND request_id = %(request_id)s
 
 -- name: insert_snapshot
--- The snapshot and the chat's new head, with the notification that watchers
--- receive when this commits: one statement, one round trip. Timestamps never
--- run backwards along versions, even across clock steps.
+-- A whole write in one statement, one round trip: the snapshot, the chat's
+-- new head (with the notification that watchers receive when this commits),
+-- and the versions of any number of messages (one JSON object each) with
+-- their search documents and heads; the documents of the versions they
+-- supersede stop being current. The rows travel as one jsonb value: psycopg
+-- builds arrays element by element in Python (40 ms of a 1,000-message
+-- restore), json.dumps in C. Every table is reached by tenant and chat.
+-- Foreign keys between these rows are checked at the statement's end.
+-- Timestamps never run backwards along versions, even across clock steps.
 WITH snapshot AS (
     INSERT INTO tm_snapshots (
         id, tenant_id, chat_id, version, created_at, message_count, file_count,
@@ -40,7 +46,7 @@ WITH snapshot AS (
         %(previous_snapshot_id)s, %(restored_from_snapshot_id)s, %(checksum)s,
         %(title)s, %(user_id)s, %(request_id)s)
     RETURNING *
-), head AS (
+), chat AS (
     UPDATE tm_chats c
     SET title = s.title, head_version = s.version, head_snapshot_id = s.id, head_time = s.created_at,
         message_count = s.message_count, file_count = s.file_count, total_tokens = s.total_tokens,
@@ -48,24 +54,7 @@ WITH snapshot AS (
     FROM snapshot s
     WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
     RETURNING pg_notify('tm_chat_events', c.tenant_id::text || '/' || c.chat_id::text)
-)
-SELECT snapshot.* FROM snapshot WHERE (SELECT count(*) FROM head) = 1
-
--- name: get_message_head
-SELECT message_id, position, current_version_id, version, is_deleted, tokens,
-       element_hash, original_created_at
-FROM tm_messages
-WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
-
--- name: insert_message_versions
--- Versions of any number of messages (one JSON object each), their search
--- documents and the messages' heads, in one statement; the documents of the
--- versions they supersede stop being current. The rows travel as one jsonb
--- value: psycopg builds arrays element by element in Python (40 ms of a
--- 1,000-message restore), json.dumps in C. Every table is reached by tenant
--- and chat. (The heads' foreign key to the versions is checked at the
--- statement's end.) The written rows come back only when `returning`.
-WITH staged AS (
+), staged AS (
     SELECT * FROM jsonb_to_recordset(%(staged)s::jsonb)
         AS s (id uuid, message_id uuid, version bigint, position bigint, role text, content text,
               model_id text, metadata jsonb, tokens bigint, is_deleted boolean, edit_reason text,
@@ -75,11 +64,11 @@ WITH staged AS (
         id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
         position, role, content, model_id, metadata, tokens, is_deleted,
         edit_reason, edited_by, created_at, original_created_at)
-    SELECT id, %(tenant_id)s, %(chat_id)s, message_id, %(snapshot_id)s, %(chat_version)s, version,
-           position, role, content, model_id, metadata, tokens, is_deleted, edit_reason, %(edited_by)s,
-           %(created_at)s, coalesce(original_created_at, %(created_at)s)
-    FROM staged
-    RETURNING *
+    SELECT m.id, %(tenant_id)s, %(chat_id)s, m.message_id, s.id, s.version, m.version,
+           m.position, m.role, m.content, m.model_id, m.metadata, m.tokens, m.is_deleted, m.edit_reason,
+           %(user_id)s, s.created_at, coalesce(m.original_created_at, s.created_at)
+    FROM staged m, snapshot s
+    RETURNING id, tenant_id, chat_id, content, is_deleted
 ), document AS (
     INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
     SELECT tenant_id, chat_id, 'message', id, tm_message_document(content)
@@ -91,15 +80,21 @@ WITH staged AS (
     INSERT INTO tm_messages (
         tenant_id, chat_id, message_id, position, current_version_id, version,
         is_deleted, tokens, element_hash, original_created_at)
-    SELECT %(tenant_id)s, %(chat_id)s, message_id, position, id, version, is_deleted, tokens, element_hash,
-           coalesce(original_created_at, %(created_at)s)
-    FROM staged
+    SELECT %(tenant_id)s, %(chat_id)s, m.message_id, m.position, m.id, m.version, m.is_deleted, m.tokens,
+           m.element_hash, coalesce(m.original_created_at, s.created_at)
+    FROM staged m, snapshot s
     ON CONFLICT (tenant_id, chat_id, message_id) DO UPDATE
     SET current_version_id = excluded.current_version_id, version = excluded.version,
         is_deleted = excluded.is_deleted, tokens = excluded.tokens,
         element_hash = excluded.element_hash
 )
-SELECT *, true AS is_active, NULL::timestamptz AS superseded_at FROM version WHERE %(returning)s
+SELECT snapshot.* FROM snapshot WHERE (SELECT count(*) FROM chat) = 1
+
+-- name: get_message_head
+SELECT message_id, position, current_version_id, version, is_deleted, tokens,
+       element_hash, original_created_at
+FROM tm_messages
+WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND message_id = %(message_id)s
 
 -- name: insert_restore
 INSERT INTO tm_restores (
