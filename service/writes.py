@@ -306,21 +306,19 @@ class Write:
         )
 
 
+# StagedMessage fields that go into insert_snapshot's JSON as they are.
+_STAGED_AS_IS = (
+    "version", "position", "role", "content", "model_id", "metadata", "tokens", "is_deleted", "edit_reason",
+    "element_hash",
+)  # fmt: skip
+
+
 def _staged_json(m: StagedMessage) -> dict[str, Any]:
-    return {
+    row = {name: getattr(m, name) for name in _STAGED_AS_IS}
+    return row | {
         "id": str(m.id),
         "message_id": str(m.message_id),
-        "version": m.version,
-        "position": m.position,
-        "role": m.role,
-        "content": m.content,
-        "model_id": m.model_id,
-        "metadata": m.metadata,
-        "tokens": m.tokens,
-        "is_deleted": m.is_deleted,
-        "edit_reason": m.edit_reason,
         "original_created_at": m.original_created_at.isoformat() if m.original_created_at else None,
-        "element_hash": m.element_hash,
     }
 
 
