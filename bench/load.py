@@ -22,14 +22,13 @@ from typing import Any
 
 import grpc
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
-from service.database import APP_ROLE, BEGIN_SETTINGS
+from service.database import APP_ROLE, begin_statement
 from service.queries import query
 
 CONTENT = "The quick brown fox jumps over the lazy dog. " * 6  # ~270 bytes, as bench/writes.py
@@ -70,7 +69,7 @@ def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
         conn.execute(f"set role {APP_ROLE}")
         chat = uuid.uuid4()
         params = {"tenant_id": tenant_id, "chat_id": chat}
-        begin = BEGIN_SETTINGS.format(*(sql.Literal(v) for v in (tenant, "60000", "10000", "60000")))
+        begin = begin_statement(tenant_id, 60000, 10000, 60000)
         conn.execute(begin)
         conn.execute(query("register_chat"), {**params, "zero": "0" * 64})
         conn.execute("COMMIT")
