@@ -132,8 +132,8 @@ def measure(runtime: Runtime, stub: service_pb2_grpc.TimeMachineServiceStub) -> 
             raise psycopg.Rollback()
 
     pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
-        "get_chat_10k": (get_chat, raw("messages_at_version", {**at, "version": head})),
-        "chat_at_snapshot_10k": (chat_at, raw("messages_at_version", {**at, "version": middle})),
+        "get_chat_10k": (get_chat, raw("message_entries_at_version", {**at, "version": head})),
+        "chat_at_snapshot_10k": (chat_at, raw("message_entries_at_version", {**at, "version": middle})),
         "compare_10k": (
             compare,
             raw(

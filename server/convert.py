@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -48,16 +49,10 @@ def text(value: UUID | str | None) -> str:
     return "" if value is None else str(value)
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
     # Timestamp.FromDatetime works through time tuples in Python: a third of
-    # the cost of converting a large chat. A timedelta gives the same fields.
-    delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - EPOCH  # naive means UTC, as in FromDatetime
-    return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+    # the cost of converting a large chat. Microseconds give the same fields.
+    return None if value is None else timestamp_pb2.Timestamp(**_stamp(models.micros(value)))
 
 
 def moment(value: timestamp_pb2.Timestamp, field: str) -> datetime:
@@ -103,28 +98,44 @@ def snapshot(row: models.Snapshot) -> pb.Snapshot:
     )
 
 
-def _stamp(value: datetime) -> dict[str, int]:
-    """A Timestamp's fields, which a constructor takes faster than a Timestamp."""
-    delta = value - EPOCH
-    return {"seconds": delta.days * 86400 + delta.seconds, "nanos": delta.microseconds * 1000}
+def _stamp(us: int) -> dict[str, int]:
+    """A Timestamp's fields from microseconds since the epoch, which a constructor takes faster than a Timestamp."""
+    seconds, rest = divmod(us, 1_000_000)
+    return {"seconds": seconds, "nanos": rest * 1000}
 
 
-def message(row: models.MessageVersion) -> pb.MessageVersion:
+def message(row: models.MessageEntry) -> pb.MessageVersion:
+    return pb.MessageVersion(**message_fields(row))
+
+
+def add_messages(container: Any, rows: Iterable[models.MessageEntry]) -> None:
+    """Each row as a new element of a repeated MessageVersion field.
+
+    Built in place: a list of messages given to a constructor is copied
+    message by message (13 % of a large GetChat's time).
+    """
+    add = container.add
+    for row in rows:
+        add(**message_fields(row))
+
+
+def message_fields(row: models.MessageEntry) -> dict[str, Any]:
+    """A MessageVersion's constructor arguments: a dict, which also fills a nested message field."""
     # Only fields that differ from their defaults: a large chat converts
     # thousands of these, and every keyword costs (40 -> 22 us a message).
     fields: dict[str, Any] = {
-        "id": str(row.id),
-        "message_id": str(row.message_id),
-        "chat_id": str(row.chat_id),
-        "snapshot_id": str(row.snapshot_id),
+        "id": row.id,
+        "message_id": row.message_id,
+        "chat_id": row.chat_id,
+        "snapshot_id": row.snapshot_id,
         "role": ROLE_TO_PROTO[row.role],
         "content": row.content,
         "tokens": row.tokens,
         "version": row.version,
         "is_active": row.is_active,
         "is_deleted": row.is_deleted,
-        "created_at": _stamp(row.created_at),
-        "original_created_at": _stamp(row.original_created_at),
+        "created_at": _stamp(row.created_us),
+        "original_created_at": _stamp(row.original_created_us),
         "chat_version": row.chat_version,
     }
     if row.model_id:
@@ -134,10 +145,10 @@ def message(row: models.MessageVersion) -> pb.MessageVersion:
     if row.edit_reason:
         fields["edit_reason"] = row.edit_reason
     if row.edited_by is not None:
-        fields["edited_by"] = str(row.edited_by)
-    if row.superseded_at is not None:
-        fields["superseded_at"] = _stamp(row.superseded_at)
-    return pb.MessageVersion(**fields)
+        fields["edited_by"] = row.edited_by
+    if row.superseded_us is not None:
+        fields["superseded_at"] = _stamp(row.superseded_us)
+    return fields
 
 
 def restore_record(row: models.RestoreRecord) -> pb.RestoreRecord:

@@ -105,7 +105,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             tokens=request.tokens,
             options=_options(request),
         )
-        return api.SaveMessageResponse(message=convert.message(message), snapshot=convert.snapshot(snapshot))
+        return api.SaveMessageResponse(message=convert.message(message.entry()), snapshot=convert.snapshot(snapshot))
 
     def EditMessage(self, request: api.EditMessageRequest, context: Any) -> api.EditMessageResponse:
         message, snapshot = self.p.history.edit_message(
@@ -116,7 +116,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             edit_reason=request.edit_reason,
             options=_options(request),
         )
-        return api.EditMessageResponse(message=convert.message(message), snapshot=convert.snapshot(snapshot))
+        return api.EditMessageResponse(message=convert.message(message.entry()), snapshot=convert.snapshot(snapshot))
 
     def DeleteMessage(self, request: api.DeleteMessageRequest, context: Any) -> api.DeleteMessageResponse:
         snapshot = self.p.history.delete_message(
@@ -163,15 +163,16 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
 
     def GetChat(self, request: api.GetChatRequest, context: Any) -> api.GetChatResponse:
         view = self.p.reader.get_chat(identity.current(), request.chat_id, request.page_size, request.page_token)
-        return api.GetChatResponse(
+        response = api.GetChatResponse(
             chat_id=str(view.chat_id),
             title=view.title,
             current_version=view.snapshot.version if view.snapshot else 0,
-            messages=[convert.message(m) for m in view.messages],
             files=[convert.media_file(f, with_text=False) for f in view.files],
             snapshot=convert.snapshot(view.snapshot) if view.snapshot else None,
             next_page_token=view.next_page_token,
         )
+        convert.add_messages(response.messages, view.messages)
+        return response
 
     def ListMessageVersions(
         self, request: api.ListMessageVersionsRequest, context: Any
@@ -179,7 +180,8 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         rows, token = self.p.reader.list_message_versions(
             identity.current(), request.chat_id, request.message_id, request.page_size, request.page_token
         )
-        return api.ListMessageVersionsResponse(versions=[convert.message(m) for m in rows], next_page_token=token)
+        versions = [convert.message(m.entry()) for m in rows]
+        return api.ListMessageVersionsResponse(versions=versions, next_page_token=token)
 
     def UploadFile(self, request_iterator: Iterator[api.UploadFileRequest], context: Any) -> api.UploadFileResponse:
         # The call holds a transfer slot from its start: a client that opens the
@@ -296,13 +298,14 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             page_token=request.page_token,
         )
         assert view.snapshot is not None
-        return api.GetChatAtSnapshotResponse(
+        response = api.GetChatAtSnapshotResponse(
             snapshot=convert.snapshot(view.snapshot),
             title=view.title,
-            messages=[convert.message(m) for m in view.messages],
             files=[convert.media_file(f, with_text=False) for f in view.files],
             next_page_token=view.next_page_token,
         )
+        convert.add_messages(response.messages, view.messages)
+        return response
 
     def ListSnapshotsByDate(
         self, request: api.ListSnapshotsByDateRequest, context: Any
@@ -326,12 +329,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return api.CompareSnapshotsResponse(
-            added_messages=[convert.message(m) for m in c.added_messages],
-            removed_messages=[convert.message(m) for m in c.removed_messages],
-            edited_messages=[
-                pb.MessageChange(before=convert.message(a), after=convert.message(b)) for a, b in c.edited_messages
-            ],
+        response = api.CompareSnapshotsResponse(
             added_files=[convert.media_file(f, with_text=False) for f in c.added_files],
             removed_files=[convert.media_file(f, with_text=False) for f in c.removed_files],
             changed_files=[
@@ -345,6 +343,12 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             to_title=c.to_title,
             next_page_token=c.next_page_token,
         )
+        convert.add_messages(response.added_messages, c.added_messages)
+        convert.add_messages(response.removed_messages, c.removed_messages)
+        add_change = response.edited_messages.add
+        for before, after in c.edited_messages:
+            add_change(before=convert.message_fields(before), after=convert.message_fields(after))
+        return response
 
     def WatchChat(self, request: api.WatchChatRequest, context: Any) -> Iterator[api.WatchChatResponse]:
         snapshots = self.p.watcher.watch(identity.current(), request.chat_id, request.after_version, context.is_active)
@@ -373,7 +377,10 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         return api.SearchResponse(
             message_hits=[
                 pb.MessageHit(
-                    message=convert.message(h.message), rank=h.rank, highlight=h.highlight, is_current=h.is_current
+                    message=convert.message(h.message.entry()),
+                    rank=h.rank,
+                    highlight=h.highlight,
+                    is_current=h.is_current,
                 )
                 for h in result.message_hits
             ],

@@ -15,16 +15,16 @@ from typing import Any
 
 from service import paging, states
 from service.database import Database
-from service.models import Identity, MediaFile, MessageVersion
+from service.models import Identity, MediaFile, MessageEntry
 from service.timeline import MAX_PAGE, find_snapshot, require_chat
 from service.validation import Checker
 
 
 @dataclass
 class Comparison:
-    added_messages: list[MessageVersion] = field(default_factory=list)
-    removed_messages: list[MessageVersion] = field(default_factory=list)
-    edited_messages: list[tuple[MessageVersion, MessageVersion]] = field(default_factory=list)
+    added_messages: list[MessageEntry] = field(default_factory=list)
+    removed_messages: list[MessageEntry] = field(default_factory=list)
+    edited_messages: list[tuple[MessageEntry, MessageEntry]] = field(default_factory=list)
     added_files: list[MediaFile] = field(default_factory=list)
     removed_files: list[MediaFile] = field(default_factory=list)
     changed_files: list[tuple[MediaFile, MediaFile]] = field(default_factory=list)
@@ -33,19 +33,20 @@ class Comparison:
     next_page_token: str = ""
 
 
-def _by_message(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+# A change row is a MessageEntry's fields and then its change (service/sql/states.sql).
+ChangeRow = tuple[Any, ...]
+_POSITION = MessageEntry._fields.index("position")
+_CONTENT = MessageEntry._fields.index("content")
+_METADATA = MessageEntry._fields.index("metadata")
+
+
+def _by_message(rows: Iterable[ChangeRow]) -> Iterator[tuple[int, list[ChangeRow]]]:
     """The change rows of each message (one, or two for an edit), in chat order."""
-    return ((position, list(group)) for position, group in groupby(rows, key=lambda r: r["position"]))
+    return ((position, list(group)) for position, group in groupby(rows, key=lambda r: r[_POSITION]))
 
 
-def _weight(change: tuple[int, list[dict[str, Any]]]) -> int:
-    return sum(len(row["content"].encode()) + len(str(row["metadata"])) + 512 for row in change[1])
-
-
-def _version(row: dict[str, Any]) -> MessageVersion:
-    fields = dict(row)
-    del fields["change"]
-    return MessageVersion(**fields)
+def _weight(change: tuple[int, list[ChangeRow]]) -> int:
+    return sum(paging.message_weight(row[_CONTENT], row[_METADATA]) for row in change[1])
 
 
 class Comparer:
@@ -85,11 +86,11 @@ class Comparer:
                 # An edit is two rows: this many hold `size` messages and the next one's first row.
                 "limit": 2 * size + 2 if size else None,
             }
-            changes: list[tuple[int, list[dict[str, Any]]]]
+            changes: list[tuple[int, list[ChangeRow]]]
             if size:
-                changes = list(_by_message(tx.all("message_changes", params)))
+                changes = list(_by_message(tx.all("message_changes", params, tuple)))
             else:  # as many as fit one answer, read as a stream and stopped there
-                with closing(tx.stream("message_changes", params)) as rows:
+                with closing(tx.stream("message_changes", params, tuple)) as rows:
                     changes = paging.until_full(_by_message(rows), _weight)
             files_before: dict[str, MediaFile] = {}
             files_after: dict[str, MediaFile] = {}
@@ -101,7 +102,7 @@ class Comparer:
         result = Comparison(from_title=before_snapshot.title, to_title=after_snapshot.title)
         changes, result.next_page_token = paging.answer(changes, size or None, scope, lambda c: c[0], _weight)
         for _, group in changes:
-            kinds = {row["change"]: _version(row) for row in group}
+            kinds = {row[-1]: MessageEntry._make(row[:-1]) for row in group}
             if "added" in kinds:
                 result.added_messages.append(kinds["added"])
             elif "removed" in kinds:

@@ -18,7 +18,7 @@ from uuid import UUID
 import psycopg
 import psycopg.errors
 from psycopg import sql
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import class_row, dict_row, tuple_row
 from psycopg.types.json import JsonbBinaryLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -47,13 +47,17 @@ class _JsonbLoader(JsonbBinaryLoader):
 
 
 def record_row(cls: type[T]) -> Any:
-    """Rows as `cls` instances; positionally when the columns are its fields in order.
+    """Rows as `cls` instances (a dataclass or a NamedTuple); positionally when the columns are its fields in order.
 
     class_row builds a keyword dict per row, 12 us of a large chat's ~35 us
     per message; a query that selects exactly the fields, in order (as the
-    chat reads do), skips that.
+    chat reads do), skips that. A NamedTuple is then made from the row's
+    values in one C call.
     """
-    fields = tuple(f.name.encode() for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    named: tuple[str, ...] | None = getattr(cls, "_fields", None)
+    names = named if named is not None else tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    fields = tuple(name.encode() for name in names)
+    positional = cls._make if named is not None else lambda values: cls(*values)  # type: ignore[attr-defined]
     by_name = class_row(cls)
 
     def factory(cursor: Any) -> Any:
@@ -62,10 +66,17 @@ def record_row(cls: type[T]) -> Any:
         result = cursor.pgresult
         names = () if result is None else tuple(result.fname(i) for i in range(result.nfields))
         if names == fields:
-            return lambda values: cls(*values)
+            return positional
         return by_name(cursor)
 
     return factory
+
+
+def _row_factory(row: type[Any] | None) -> Any:
+    """Rows as dicts by default, as plain tuples for `tuple`, else as `row` records."""
+    if row is None:
+        return dict_row
+    return tuple_row if row is tuple else record_row(row)
 
 
 class Transaction:
@@ -89,13 +100,22 @@ class Transaction:
 
     def stream(self, name: str, params: Params = None, row: type[T] | None = None) -> Generator[Any, None, None]:
         """Rows of a large result, fetched in batches by a server-side cursor."""
-        cur = self.conn.cursor(name="tm_stream", row_factory=record_row(row) if row else dict_row, binary=True)
+        cur = self.conn.cursor(name="tm_stream", row_factory=_row_factory(row), binary=True)
         try:
             cur.itersize = 2000
             cur.execute(query(name), params)
             yield from cur
         finally:
-            cur.close()
+            try:
+                cur.close()
+            except psycopg.OperationalError:
+                # The connection went while the cursor was being closed (seen
+                # when PostgreSQL restarts under a read). It is of no more use;
+                # closed, it lets the cursor close without a round trip, where
+                # a cursor left open warns when it is collected.
+                self.conn.close()
+                cur.close()
+                raise
 
     def execute(self, name: str, params: Params = None, *, prepare: bool | None = None) -> int:
         with self.conn.cursor() as cur:
@@ -104,7 +124,7 @@ class Transaction:
 
     def _cursor(self, row: type[T] | None) -> psycopg.Cursor[Any]:
         # Binary results: timestamps and uuids load faster than from text.
-        return self.conn.cursor(row_factory=record_row(row) if row else dict_row, binary=True)
+        return self.conn.cursor(row_factory=_row_factory(row), binary=True)
 
 
 def begin_statement(tenant_id: UUID | None, statement_ms: int, lock_ms: int, idle_ms: int) -> bytes:

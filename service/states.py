@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from service.database import Transaction
-from service.models import MediaFile, MessageVersion
+from service.models import MediaFile, MessageEntry, MessageVersion
 
 NEWEST = 2**62  # a version above every real one
 
@@ -38,13 +38,23 @@ def messages_at(
     return rows
 
 
-def stream_messages_at(
+def entries_at(
+    tx: Transaction, tenant_id: UUID, chat_id: UUID, version: int, *, after_position: int = 0, limit: int
+) -> list[MessageEntry]:
+    """The live messages at `version` as an answer carries them, in chat order after a position."""
+    rows: list[MessageEntry] = tx.all(
+        "message_entries_at_version", _at(tenant_id, chat_id, version, after_position, limit, False), MessageEntry
+    )
+    return rows
+
+
+def stream_entries_at(
     tx: Transaction, tenant_id: UUID, chat_id: UUID, version: int, *, after_position: int = 0
-) -> Generator[MessageVersion, None, None]:
-    """The same rows fetched as they are read (close it when done): a reader that
+) -> Generator[MessageEntry, None, None]:
+    """The same, fetched as they are read (close it when done): a reader that
     stops at an answer's budget has the database compute no more than it read."""
-    rows: Generator[MessageVersion, None, None] = tx.stream(
-        "messages_at_version", _at(tenant_id, chat_id, version, after_position, None, False), MessageVersion
+    rows: Generator[MessageEntry, None, None] = tx.stream(
+        "message_entries_at_version", _at(tenant_id, chat_id, version, after_position, None, False), MessageEntry
     )
     return rows
 

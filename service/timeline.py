@@ -13,6 +13,7 @@ from service.models import (
     ChatHead,
     ChatView,
     Identity,
+    MessageEntry,
     MessageVersion,
     RestoreRecord,
     Snapshot,
@@ -38,11 +39,11 @@ def find_snapshot(tx: Transaction, identity: Identity, chat_id: UUID, snapshot_i
     return snapshot
 
 
-def _weight(message: MessageVersion) -> int:
-    return len(message.content.encode()) + len(str(message.metadata)) + 512  # ids, times, names: generous
+def _weight(message: MessageVersion | MessageEntry) -> int:
+    return paging.message_weight(message.content, message.metadata)
 
 
-def _page_at(tx: Transaction, tenant: UUID, chat: UUID, version: int, after: int, size: int) -> list[MessageVersion]:
+def _page_at(tx: Transaction, tenant: UUID, chat: UUID, version: int, after: int, size: int) -> list[MessageEntry]:
     """The messages of a page at `version` after position `after`, and one more when there are more.
 
     With a page size, that many. Without one, as many as fit one answer: read
@@ -51,8 +52,8 @@ def _page_at(tx: Transaction, tenant: UUID, chat: UUID, version: int, after: int
     page token without a size used to fall back to pages of 100).
     """
     if size:
-        return states.messages_at(tx, tenant, chat, version, after_position=after, limit=size + 1)
-    with closing(states.stream_messages_at(tx, tenant, chat, version, after_position=after)) as rows:
+        return states.entries_at(tx, tenant, chat, version, after_position=after, limit=size + 1)
+    with closing(states.stream_entries_at(tx, tenant, chat, version, after_position=after)) as rows:
         return paging.until_full(rows, _weight)
 
 

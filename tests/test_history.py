@@ -298,3 +298,30 @@ def test_a_token_without_a_page_size_goes_on_as_much_as_fits(caller: Caller, cha
     assert changes.next_page_token and len(changes.added_messages) < 3
     more = compare(changes.next_page_token)
     assert more.next_page_token == "" and len(changes.added_messages) + len(more.added_messages) == 253
+
+
+def test_every_read_shows_a_version_with_the_same_fields(caller: Caller, chat_id: str) -> None:
+    """Chat reads load versions their own way (text ids, microsecond times); each field must match the others."""
+    metadata = struct_pb2.Struct()
+    metadata.update({"source": "api", "score": 0.5})
+    first = caller.save(chat_id, "draft", model_id="gpt-x", tokens=3, metadata=metadata)
+    edited = caller.edit(chat_id, first.message.message_id, "final", edit_reason="typo")
+    caller.save(chat_id, "answer", role=pb.MESSAGE_ROLE_ASSISTANT)
+    versions = caller.stub.ListMessageVersions(
+        api.ListMessageVersionsRequest(chat_id=chat_id, message_id=first.message.message_id), metadata=caller.md
+    ).versions
+    newest, oldest = versions
+    assert newest == edited.message and oldest.superseded_at == newest.created_at
+    assert newest.edited_by and newest.edit_reason == "typo" and oldest.metadata == metadata
+
+    assert caller.chat(chat_id).messages[0] == newest
+    # At version 1 the first version was current; read today it carries when it was superseded.
+    (then,) = caller.at(chat_id, version=1).messages
+    assert then == oldest and then.HasField("superseded_at") and not then.is_active
+    change = caller.stub.CompareSnapshots(
+        api.CompareSnapshotsRequest(
+            chat_id=chat_id, from_snapshot_id=first.snapshot.id, to_snapshot_id=edited.snapshot.id
+        ),
+        metadata=caller.md,
+    ).edited_messages[0]
+    assert (change.before, change.after) == (oldest, newest)
