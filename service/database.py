@@ -1,9 +1,9 @@
 """The narrow connector between the product and PostgreSQL.
 
 Every unit of work runs in one transaction on one pooled connection with the
-tenant bound by `set_config(..., true)`: the setting is transaction-local, so
-it can never leak to the next borrower of the connection, and row-level
-security sees it on every statement. Driver errors are translated here.
+tenant bound by `SET LOCAL`: the setting is transaction-local, so it can never
+leak to the next borrower of the connection, and row-level security sees it
+on every statement. Driver errors are translated here.
 """
 
 from __future__ import annotations
@@ -135,13 +135,18 @@ def begin_statement(tenant_id: UUID | None, statement_ms: int, lock_ms: int, idl
     BEGIN as a round trip of its own). The values are a UUID's text and
     integers, so they go in as literals without quoting rules; this runs for
     every transaction (sql.Literal took 33 us a call).
+
+    SET LOCAL rather than set_config(): the same transaction-local settings,
+    and the statement Citus forwards to each worker a transaction touches
+    (`citus.propagate_set_commands = 'local'`, docs/operations.md), where the
+    row policies read the tenant.
     """
     tenant = "" if tenant_id is None else str(UUID(str(tenant_id)))
     return (
-        f"BEGIN; SELECT set_config('app.current_tenant_id', '{tenant}', true),"
-        f" set_config('statement_timeout', '{int(statement_ms)}', true),"
-        f" set_config('lock_timeout', '{int(lock_ms)}', true),"
-        f" set_config('idle_in_transaction_session_timeout', '{int(idle_ms)}', true)"
+        f"BEGIN; SET LOCAL app.current_tenant_id = '{tenant}';"
+        f" SET LOCAL statement_timeout = {int(statement_ms)};"
+        f" SET LOCAL lock_timeout = {int(lock_ms)};"
+        f" SET LOCAL idle_in_transaction_session_timeout = {int(idle_ms)}"
     ).encode()
 
 

@@ -257,7 +257,7 @@ class Files:
             return False
         try:
             with self.db.transaction(identity.tenant_id) as tx:
-                return tx.one("file_by_id", {"file_id": file_id}) is not None
+                return tx.one("file_by_id", {"tenant_id": identity.tenant_id, "file_id": file_id}) is not None
         except ServiceError:
             return None
 

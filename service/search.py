@@ -109,6 +109,7 @@ class Searcher:
             if parsed["empty"]:
                 return SearchResult([], [], "")
             params = {
+                "tenant_id": identity.tenant_id,
                 "chat_id": chat,
                 "tsquery": parsed["tsquery"],
                 "include_history": include_history,

@@ -33,7 +33,8 @@ def require_chat(tx: Transaction, identity: Identity, chat_id: UUID) -> ChatHead
 
 
 def find_snapshot(tx: Transaction, identity: Identity, chat_id: UUID, snapshot_id: UUID, field: str) -> Snapshot:
-    snapshot: Snapshot | None = tx.one("snapshot_by_id", {"snapshot_id": snapshot_id}, Snapshot)
+    params = {"tenant_id": identity.tenant_id, "snapshot_id": snapshot_id}
+    snapshot: Snapshot | None = tx.one("snapshot_by_id", params, Snapshot)
     if snapshot is None or snapshot.chat_id != chat_id:
         raise NotFound(f"{field} {snapshot_id} is not a snapshot of chat {chat_id}")
     return snapshot

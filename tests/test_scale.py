@@ -282,8 +282,8 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
     assert version is not None and tsquery is not None and a_file is not None
     file_id, key, key_version = a_file
     lookups = {
-        "snapshot_by_id": {"snapshot_id": uuid.UUID(scene.large.head_snapshot_id)},
-        "file_by_id": {"file_id": file_id},
+        "snapshot_by_id": {"tenant_id": tenant, "snapshot_id": uuid.UUID(scene.large.head_snapshot_id)},
+        "file_by_id": {"tenant_id": tenant, "file_id": file_id},
         "current_message_version": {
             "tenant_id": tenant,
             "chat_id": chat,
@@ -292,8 +292,22 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
             "position": version[2],
             "version": version[3],
         },
-        "search_messages": {"chat_id": chat, "tsquery": tsquery[0], "include_history": True, "limit": 21, "offset": 0},
-        "search_files": {"chat_id": chat, "tsquery": tsquery[0], "include_history": True, "limit": 21, "offset": 0},
+        "search_messages": {
+            "tenant_id": tenant,
+            "chat_id": chat,
+            "tsquery": tsquery[0],
+            "include_history": True,
+            "limit": 21,
+            "offset": 0,
+        },
+        "search_files": {
+            "tenant_id": tenant,
+            "chat_id": chat,
+            "tsquery": tsquery[0],
+            "include_history": True,
+            "limit": 21,
+            "offset": 0,
+        },
         "object_references": {  # the sweeper, a page of listed objects at a time
             "keys": [key, f"tenants/{tenant}/objects/{uuid.uuid4()}"],
             "versions": [key_version, "v1"],

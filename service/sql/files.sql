@@ -80,8 +80,8 @@ SELECT id, %(tenant_id)s, %(chat_id)s, original_name, file_id, %(snapshot_id)s, 
 FROM unnest(%(id)b::uuid[], %(original_name)b::text[], %(file_id)b::uuid[]) AS d (id, original_name, file_id)
 
 -- name: file_by_id
--- By the key alone: the row policy checks the tenant on the row found (migrations/007).
-SELECT * FROM tm_files_view WHERE id = %(file_id)s
+-- By the key alone, (tenant_id, id) (migrations/007 and 010).
+SELECT * FROM tm_files_view WHERE tenant_id = %(tenant_id)s AND id = %(file_id)s
 
 -- name: chat_media_bytes
 SELECT coalesce(sum(size_bytes), 0) AS bytes FROM tm_files

@@ -110,7 +110,7 @@ RETURNING *
 
 -- name: restore_by_snapshot
 SELECT * FROM tm_restores
-WHERE to_snapshot_id = %(snapshot_id)s
+WHERE tenant_id = %(tenant_id)s AND to_snapshot_id = %(snapshot_id)s
 
 -- name: all_message_heads
 SELECT message_id, position, current_version_id, version, is_deleted, tokens,

@@ -1,7 +1,7 @@
 -- name: snapshot_by_id
--- By the key alone: naming the chat too would let a scan of the chat look as
--- cheap as the lookup; the caller checks the chat, the row policy the tenant.
-SELECT * FROM tm_snapshots WHERE id = %(snapshot_id)s
+-- By the key alone, (tenant_id, id): naming the chat too would let a scan of
+-- the chat look as cheap as the lookup; the caller checks the chat.
+SELECT * FROM tm_snapshots WHERE tenant_id = %(tenant_id)s AND id = %(snapshot_id)s
 
 -- name: snapshot_by_version
 SELECT * FROM tm_snapshots

@@ -8,7 +8,7 @@ SELECT websearch_to_tsquery('simple', %(query)s)::text AS tsquery,
 -- Highlights are HTML-escaped first, so <mark>…</mark> is the only markup, and
 -- cut from an excerpt around the first match (tm_excerpt): long texts stay cheap.
 -- Each hit's row is looked up on its own (LATERAL, OFFSET 0 keeps it a
--- subquery) by its id alone, so the only plan is the primary key.
+-- subquery) by its key alone, (tenant_id, id), so the only plan is the primary key.
 SELECT v.*, s.rank, s.is_current,
        ts_headline('simple',
                    replace(replace(replace(tm_excerpt(v.content, %(tsquery)s::tsquery, 4000),
@@ -18,7 +18,7 @@ SELECT v.*, s.rank, s.is_current,
 FROM tm_search('message', %(chat_id)s, %(tsquery)s::tsquery, %(include_history)s, %(limit)s, %(offset)s) s
 CROSS JOIN LATERAL (
     SELECT * FROM tm_message_versions_view v
-    WHERE v.id = s.ref_id
+    WHERE v.tenant_id = %(tenant_id)s AND v.id = s.ref_id
     OFFSET 0
 ) v
 ORDER BY s.rank DESC, s.ref_id
@@ -35,7 +35,7 @@ SELECT f.*, s.rank,
 FROM tm_search('file', %(chat_id)s, %(tsquery)s::tsquery, %(include_history)s, %(limit)s, %(offset)s) s
 CROSS JOIN LATERAL (
     SELECT * FROM tm_files_view f
-    WHERE f.id = s.ref_id
+    WHERE f.tenant_id = %(tenant_id)s AND f.id = s.ref_id
     OFFSET 0
 ) f
 ORDER BY s.rank DESC, s.ref_id
