@@ -26,6 +26,7 @@ from service.files import Files
 from service.history import History
 from service.restore import Restorer
 from service.search import Searcher
+from service.standby import LaggingReads
 from service.sweeper import Sweeper
 from service.timeline import Reader
 from service.vault import Vault
@@ -39,17 +40,19 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 class Stores:
     db: Database
     vault: Vault
+    reads: Database | None = None  # a hot standby for reads that may lag (TM_DATABASE_READ_URL)
 
 
 def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweeper: Sweeper) -> Product:
     exporter = Exporter(stores.db, stores.vault, settings.pdf_max_text_bytes)
+    lagging = LaggingReads(stores.db, stores.reads)
     return Product(
         history=History(stores.db, settings.max_message_bytes),
-        reader=Reader(stores.db),
+        reader=Reader(stores.db, lagging),
         restorer=Restorer(stores.db),
         verifier=Verifier(stores.db, stores.vault),
         files=Files(stores.db, stores.vault, settings.max_upload_bytes, sweeper),
-        searcher=Searcher(stores.db),
+        searcher=Searcher(lagging),
         exporter=exporter,
         bundles=Bundles(stores.db, stores.vault, exporter, max_queued=settings.export_queue_per_tenant),
         comparer=Comparer(stores.db),

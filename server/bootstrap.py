@@ -60,6 +60,18 @@ class Runtime:
             idle_in_transaction_timeout=s.db_idle_in_transaction_seconds,
         )
         db.open()
+        reads = None
+        if s.database_read_url:
+            reads = Database(
+                s.database_read_url,
+                min_size=1,
+                max_size=s.db_pool_max,
+                statement_timeout=s.db_statement_timeout_seconds,
+                lock_timeout=s.db_lock_timeout_seconds,
+                idle_in_transaction_timeout=s.db_idle_in_transaction_seconds,
+            )
+            reads.open()
+            log.info("reads that may lag go to TM_DATABASE_READ_URL")
         if self.s3 is not None:
             client = make_client(self.s3_url, self.s3.access_key, self.s3.secret_key)
         else:
@@ -67,7 +79,7 @@ class Runtime:
         vault = Vault(client, s.s3_bucket)
         vault.open()
         log.info("vault bucket %s is versioned", s.s3_bucket)
-        self.stores = Stores(db=db, vault=vault)
+        self.stores = Stores(db=db, vault=vault, reads=reads)
         return self.stores
 
     def start(self) -> Stores:
@@ -79,6 +91,8 @@ class Runtime:
     def stop(self) -> None:
         if self.stores is not None:
             self.stores.db.close()
+            if self.stores.reads is not None:
+                self.stores.reads.close()
             self.stores = None
         if self.s3 is not None:
             self.s3.stop()

@@ -50,6 +50,8 @@ class Settings:
     export_queue_per_tenant: int = 20
     sweeper_interval_seconds: int = 3600
     sweeper_grace_seconds: int = 24 * 3600
+    # A hot standby for reads that may lag (service/standby.py); None: the primary.
+    database_read_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,6 +67,7 @@ class Settings:
             grpc_address=os.environ.get("TM_GRPC_ADDRESS", "127.0.0.1:50051"),
             data_dir=Path(os.environ.get("TM_DATA_DIR", ".data")).resolve(),
             database_url=os.environ.get("TM_DATABASE_URL") or None,
+            database_read_url=os.environ.get("TM_DATABASE_READ_URL") or None,
             s3_endpoint_url=os.environ.get("TM_S3_ENDPOINT_URL") or None,
             s3_bucket=os.environ.get("TM_S3_BUCKET", "tm-media-vault"),
             auth_mode=auth_mode,

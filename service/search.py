@@ -9,9 +9,10 @@ from typing import Any
 from uuid import UUID
 
 from service import paging
-from service.database import Database
+from service.database import Transaction
 from service.errors import FieldViolation, InvalidArgument
 from service.models import Identity, MediaFile, MessageVersion
+from service.standby import LaggingReads
 from service.timeline import require_chat
 from service.validation import Checker
 
@@ -78,8 +79,10 @@ def _record(cls: type[Any], row: dict[str, Any]) -> Any:
 
 
 class Searcher:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    """Search reads may lag: a standby may serve them (service/standby.py)."""
+
+    def __init__(self, reads: LaggingReads) -> None:
+        self.reads = reads
 
     def search(
         self,
@@ -102,12 +105,13 @@ class Searcher:
         if len(offsets) != 2 or not all(isinstance(o, int) for o in offsets):
             raise InvalidArgument([FieldViolation("page_token", "is not a token this service issued")])
         message_offset, file_offset = offsets
-        with self.db.transaction(identity.tenant_id) as tx:
+
+        def read(tx: Transaction) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
             if chat is not None:
                 require_chat(tx, identity, chat)
             parsed = tx.one("parse_query", {"query": query})
             if parsed["empty"]:
-                return SearchResult([], [], "")
+                return None
             params = {
                 "tenant_id": identity.tenant_id,
                 "chat_id": chat,
@@ -121,6 +125,12 @@ class Searcher:
                 message_rows = tx.all("search_messages", {**params, "offset": message_offset})
             if search_type is not SearchType.MESSAGES and file_offset >= 0:
                 file_rows = tx.all("search_files", {**params, "offset": file_offset})
+            return message_rows, file_rows
+
+        found = self.reads.run(identity.tenant_id, read)
+        if found is None:
+            return SearchResult([], [], "")
+        message_rows, file_rows = found
         # A page may hold fewer than page_size hits (AIP-158 allows it): hits
         # carry whole texts, and a page stays within what clients accept.
         budget = RESPONSE_BUDGET
@@ -150,6 +160,6 @@ class Searcher:
 
     def plan(self, identity: Identity, chat: UUID | None, query: str, include_history: bool) -> list[str]:
         """EXPLAIN of the message search as it runs (for tests and operators)."""
-        with self.db.transaction(identity.tenant_id) as tx:
-            rows = tx.all("search_plan", {"chat_id": chat, "query": query, "include_history": include_history})
+        params = {"chat_id": chat, "query": query, "include_history": include_history}
+        rows = self.reads.run(identity.tenant_id, lambda tx: tx.all("search_plan", params))
         return [row["line"] for row in rows]

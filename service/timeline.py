@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from service import paging, states
@@ -19,6 +20,7 @@ from service.models import (
     Snapshot,
     Timeline,
 )
+from service.standby import LaggingReads
 from service.validation import Checker
 
 DEFAULT_PAGE = 100
@@ -66,8 +68,11 @@ def _restore_key(key: list[object]) -> tuple[datetime, UUID]:
 
 
 class Reader:
-    def __init__(self, db: Database) -> None:
+    """Reads of history: the timeline and the calendar from `lagging` (a standby may serve them), the rest from `db`."""
+
+    def __init__(self, db: Database, lagging: LaggingReads | None = None) -> None:
         self.db = db
+        self.lagging = lagging or LaggingReads(db)
 
     def get_chat(self, identity: Identity, chat_id: str, page_size: int = 0, page_token: str = "") -> ChatView:
         """The chat now; every message unless a page size asks for pages (by chat order)."""
@@ -173,13 +178,14 @@ class Reader:
         scope = ("timeline", identity.tenant_id, chat)
         after = paging.decode(page_token, scope, int) or 0
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
-        with self.db.transaction(identity.tenant_id) as tx:
+
+        def read(tx: Transaction) -> tuple[ChatHead, list[Snapshot], list[dict[str, Any]], int]:
             head = require_chat(tx, identity, chat)
-            page: list[Snapshot] = tx.all(
-                "snapshots_page", {**params, "after_version": after, "limit": size + 1}, Snapshot
-            )
+            page = tx.all("snapshots_page", {**params, "after_version": after, "limit": size + 1}, Snapshot)
             calendar = tx.all("snapshot_calendar", {**params, "tz": tz})
-            media_bytes = int(tx.one("chat_media_bytes", params)["bytes"])
+            return head, page, calendar, int(tx.one("chat_media_bytes", params)["bytes"])
+
+        head, page, calendar, media_bytes = self.lagging.run(identity.tenant_id, read)
         page, token = paging.trim(page, size, scope, lambda s: s.version)
         return Timeline(
             chat_id=chat,
@@ -207,8 +213,9 @@ class Reader:
         check.done()
         scope = ("by_date", identity.tenant_id, chat, day, tz)
         after = paging.decode(page_token, scope, int) or 0
-        with self.db.transaction(identity.tenant_id) as tx:
-            assert chat is not None
+        assert chat is not None
+
+        def read(tx: Transaction) -> list[Snapshot]:
             require_chat(tx, identity, chat)
             rows: list[Snapshot] = tx.all(
                 "snapshots_by_date",
@@ -222,6 +229,9 @@ class Reader:
                 },
                 Snapshot,
             )
+            return rows
+
+        rows = self.lagging.run(identity.tenant_id, read)
         return paging.trim(rows, size, scope, lambda s: s.version)
 
     def list_restores(

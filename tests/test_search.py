@@ -11,6 +11,7 @@ from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from service.models import Identity
 from service.search import Searcher
+from service.standby import LaggingReads
 from tests.bulk import load_bulk_chat
 from tests.conftest import Caller, Stack, rpc_error
 
@@ -177,7 +178,7 @@ def test_non_latin_text(caller: Caller, chat_id: str) -> None:
 def test_index_is_used_under_rls_on_50k_versions(stack: Stack, caller: Caller) -> None:
     chat = uuid.uuid4()
     load_bulk_chat(stack.runtime.database_url, uuid.UUID(caller.tenant_id), chat, messages=10_000, versions=5)
-    searcher = Searcher(stack.stores.db)
+    searcher = Searcher(LaggingReads(stack.stores.db))
     who = Identity(uuid.UUID(caller.tenant_id), None)
     for chat_filter, history in ((chat, True), (chat, False), (None, True)):
         plan = "\n".join(searcher.plan(who, chat_filter, "needle", history))

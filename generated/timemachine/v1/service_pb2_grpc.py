@@ -292,6 +292,9 @@ class TimeMachineServiceServicer:
 
     def GetTimeline(self, request, context):
         """Returns the chat's snapshots (paged, oldest first) and a calendar.
+        May answer from a read standby a moment behind (TM_DATABASE_READ_URL),
+        as may ListSnapshotsByDate and Search: a write just acknowledged may not
+        show yet. Every other read answers from the primary and shows it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -305,7 +308,7 @@ class TimeMachineServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSnapshotsByDate(self, request, context):
-        """Lists the snapshots of one local calendar day, oldest first.
+        """Lists the snapshots of one local calendar day, oldest first (may lag, as GetTimeline).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -333,7 +336,7 @@ class TimeMachineServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
-        """Full-text search over every message and file version.
+        """Full-text search over every message and file version (may lag, as GetTimeline).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

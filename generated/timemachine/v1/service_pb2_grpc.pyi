@@ -74,11 +74,15 @@ class TimeMachineServiceStub:
     ListFileVersions: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListFileVersionsRequest, _service_pb2.ListFileVersionsResponse]
     """Lists every version of one file name, newest first."""
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetTimelineRequest, _service_pb2.GetTimelineResponse]
-    """Returns the chat's snapshots (paged, oldest first) and a calendar."""
+    """Returns the chat's snapshots (paged, oldest first) and a calendar.
+    May answer from a read standby a moment behind (TM_DATABASE_READ_URL),
+    as may ListSnapshotsByDate and Search: a write just acknowledged may not
+    show yet. Every other read answers from the primary and shows it.
+    """
     GetChatAtSnapshot: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetChatAtSnapshotRequest, _service_pb2.GetChatAtSnapshotResponse]
     """Returns the chat exactly as it was at a snapshot, version or time."""
     ListSnapshotsByDate: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListSnapshotsByDateRequest, _service_pb2.ListSnapshotsByDateResponse]
-    """Lists the snapshots of one local calendar day, oldest first."""
+    """Lists the snapshots of one local calendar day, oldest first (may lag, as GetTimeline)."""
     CompareSnapshots: _grpc.UnaryUnaryMultiCallable[_service_pb2.CompareSnapshotsRequest, _service_pb2.CompareSnapshotsResponse]
     """Tells what changed between two snapshots."""
     WatchChat: _grpc.UnaryStreamMultiCallable[_service_pb2.WatchChatRequest, _service_pb2.WatchChatResponse]
@@ -86,7 +90,7 @@ class TimeMachineServiceStub:
     ListRestores: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRestoresRequest, _service_pb2.ListRestoresResponse]
     """Lists the restore audit log, newest first."""
     Search: _grpc.UnaryUnaryMultiCallable[_service_pb2.SearchRequest, _service_pb2.SearchResponse]
-    """Full-text search over every message and file version."""
+    """Full-text search over every message and file version (may lag, as GetTimeline)."""
     ExportChat: _grpc.UnaryStreamMultiCallable[_service_pb2.ExportChatRequest, _service_pb2.ExportChatResponse]
     """Renders an export and streams it back: header, chunks, trailer."""
     CreateExport: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateExportRequest, _service_pb2.CreateExportResponse]
@@ -143,11 +147,15 @@ class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
     ListFileVersions: _aio.UnaryUnaryMultiCallable[_service_pb2.ListFileVersionsRequest, _service_pb2.ListFileVersionsResponse]  # type: ignore[assignment]
     """Lists every version of one file name, newest first."""
     GetTimeline: _aio.UnaryUnaryMultiCallable[_service_pb2.GetTimelineRequest, _service_pb2.GetTimelineResponse]  # type: ignore[assignment]
-    """Returns the chat's snapshots (paged, oldest first) and a calendar."""
+    """Returns the chat's snapshots (paged, oldest first) and a calendar.
+    May answer from a read standby a moment behind (TM_DATABASE_READ_URL),
+    as may ListSnapshotsByDate and Search: a write just acknowledged may not
+    show yet. Every other read answers from the primary and shows it.
+    """
     GetChatAtSnapshot: _aio.UnaryUnaryMultiCallable[_service_pb2.GetChatAtSnapshotRequest, _service_pb2.GetChatAtSnapshotResponse]  # type: ignore[assignment]
     """Returns the chat exactly as it was at a snapshot, version or time."""
     ListSnapshotsByDate: _aio.UnaryUnaryMultiCallable[_service_pb2.ListSnapshotsByDateRequest, _service_pb2.ListSnapshotsByDateResponse]  # type: ignore[assignment]
-    """Lists the snapshots of one local calendar day, oldest first."""
+    """Lists the snapshots of one local calendar day, oldest first (may lag, as GetTimeline)."""
     CompareSnapshots: _aio.UnaryUnaryMultiCallable[_service_pb2.CompareSnapshotsRequest, _service_pb2.CompareSnapshotsResponse]  # type: ignore[assignment]
     """Tells what changed between two snapshots."""
     WatchChat: _aio.UnaryStreamMultiCallable[_service_pb2.WatchChatRequest, _service_pb2.WatchChatResponse]  # type: ignore[assignment]
@@ -155,7 +163,7 @@ class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
     ListRestores: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRestoresRequest, _service_pb2.ListRestoresResponse]  # type: ignore[assignment]
     """Lists the restore audit log, newest first."""
     Search: _aio.UnaryUnaryMultiCallable[_service_pb2.SearchRequest, _service_pb2.SearchResponse]  # type: ignore[assignment]
-    """Full-text search over every message and file version."""
+    """Full-text search over every message and file version (may lag, as GetTimeline)."""
     ExportChat: _aio.UnaryStreamMultiCallable[_service_pb2.ExportChatRequest, _service_pb2.ExportChatResponse]  # type: ignore[assignment]
     """Renders an export and streams it back: header, chunks, trailer."""
     CreateExport: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateExportRequest, _service_pb2.CreateExportResponse]  # type: ignore[assignment]
@@ -299,7 +307,11 @@ class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _service_pb2.GetTimelineRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.GetTimelineResponse, _abc.Awaitable[_service_pb2.GetTimelineResponse]]:
-        """Returns the chat's snapshots (paged, oldest first) and a calendar."""
+        """Returns the chat's snapshots (paged, oldest first) and a calendar.
+        May answer from a read standby a moment behind (TM_DATABASE_READ_URL),
+        as may ListSnapshotsByDate and Search: a write just acknowledged may not
+        show yet. Every other read answers from the primary and shows it.
+        """
 
     @_abc_1.abstractmethod
     def GetChatAtSnapshot(
@@ -315,7 +327,7 @@ class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _service_pb2.ListSnapshotsByDateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.ListSnapshotsByDateResponse, _abc.Awaitable[_service_pb2.ListSnapshotsByDateResponse]]:
-        """Lists the snapshots of one local calendar day, oldest first."""
+        """Lists the snapshots of one local calendar day, oldest first (may lag, as GetTimeline)."""
 
     @_abc_1.abstractmethod
     def CompareSnapshots(
@@ -347,7 +359,7 @@ class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _service_pb2.SearchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.SearchResponse, _abc.Awaitable[_service_pb2.SearchResponse]]:
-        """Full-text search over every message and file version."""
+        """Full-text search over every message and file version (may lag, as GetTimeline)."""
 
     @_abc_1.abstractmethod
     def ExportChat(
