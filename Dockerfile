@@ -1,7 +1,10 @@
 # Time Machine server image. In production point it at managed stores:
 #   docker run -e TM_DATABASE_URL=postgresql://... -e TM_S3_ENDPOINT_URL=https://... \
-#              -e TM_GRPC_ADDRESS=0.0.0.0:50051 -p 50051:50051 timemachine
+#              -e TM_AUTH_MODE=jwt -e TM_JWT_SECRET=... -p 50051:50051 timemachine
 # Without them it runs the embedded PostgreSQL and S3 in TM_DATA_DIR (mount a volume there).
+# It listens on every interface, so it will not start trusting x-tenant-id headers
+# (TM_AUTH_MODE=metadata) unless clients use mutual TLS (TM_TLS_CLIENT_CA_FILE) or a
+# gateway or mesh in front sets those headers and you say so: TM_TRUST_IDENTITY_HEADERS=1.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

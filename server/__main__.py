@@ -44,12 +44,16 @@ def main() -> int:
         stores = runtime.open()
         app = App(settings, stores)
         app.start()
+        tls = app.tls
+        if tls is not None:  # renewed certificate files are read again at the next handshake
+            signal.signal(signal.SIGHUP, lambda *_: tls.reload())
         host = settings.grpc_address.rsplit(":", 1)[0]
+        transport = "-plaintext" if tls is None else f"-cacert <the CA of {settings.tls_cert_file}>"
         log.info("serving Time Machine on %s (port %d)", settings.grpc_address, app.port)
         print(
             f"\nTime Machine is serving on {settings.grpc_address}. Try:\n"
-            f"  grpcurl -plaintext {host}:{app.port} list\n"
-            f"  grpcurl -plaintext -H 'x-tenant-id: 00000000-0000-4000-8000-000000000001' "
+            f"  grpcurl {transport} {host}:{app.port} list\n"
+            f"  grpcurl {transport} -H 'x-tenant-id: 00000000-0000-4000-8000-000000000001' "
             f"-H 'x-user-id: 00000000-0000-4000-8000-000000000002' "
             f'-d \'{{"chat_id": "00000000-0000-4000-8000-0000000000c1", "role": "MESSAGE_ROLE_USER", '
             f'"content": "hello"}}\' {host}:{app.port} timemachine.v1.TimeMachineService/SaveMessage\n'

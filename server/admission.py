@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from service.errors import Unavailable
+from service.slots import Slots
 
 # VerifyChat too: it reads every object of the chat (each one's bytes, when asked).
 TRANSFERS = frozenset({"UploadFile", "DownloadFile", "ExportChat", "DownloadExport", "VerifyChat"})
@@ -24,7 +25,7 @@ TRANSFERS = frozenset({"UploadFile", "DownloadFile", "ExportChat", "DownloadExpo
 class Admission:
     def __init__(self, transfer_slots: int) -> None:
         self.limit = transfer_slots
-        self._slots = threading.BoundedSemaphore(transfer_slots)
+        self.slots = Slots(transfer_slots)
 
     @contextmanager
     def admit(self, method_name: str) -> Iterator[None]:
@@ -32,12 +33,12 @@ class Admission:
         if method_name not in TRANSFERS:
             yield
             return
-        if not self._slots.acquire(blocking=False):
+        if not self.slots.take():
             raise Unavailable(f"this server is busy with {self.limit} transfers; retry shortly")
         try:
             yield
         finally:
-            self._slots.release()
+            self.slots.give_back()
 
 
 class IdleGuard:

@@ -12,15 +12,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from generated.timemachine.v1 import service_pb2, service_pb2_grpc
+from server import metrics
 from server.admission import Admission
 from server.identity import Authenticator
 from server.interceptor import SERVICE, ServiceInterceptor
+from server.metrics import Metrics
 from server.servicer import Product, TimeMachineServicer
+from server.tls import ReloadingCredentials, TlsFiles
 from service.compare import Comparer
 from service.config import Settings
 from service.database import Database
 from service.events import ChatEvents, Watcher
-from service.export.bundles import Bundles, ExportWorker
+from service.export.bundles import Bundles, ExportWorker, export_queue
 from service.export.exporter import Exporter
 from service.files import Files
 from service.history import History
@@ -169,13 +172,12 @@ class App:
         self.settings = settings
         self.stores = stores
         self.health = health.HealthServicer()
+        self.metrics = Metrics()
+        admission = Admission(transfer_slots=max(1, settings.grpc_workers // 2))
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
             interceptors=[
-                ServiceInterceptor(
-                    Authenticator(settings.auth_mode, settings.jwt_secret),
-                    Admission(transfer_slots=max(1, settings.grpc_workers // 2)),
-                )
+                ServiceInterceptor(Authenticator(settings.auth_mode, settings.jwt_secret), admission, self.metrics)
             ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -203,6 +205,7 @@ class App:
             )
             for _ in range(settings.export_workers)
         ]
+        self._measure(stores, admission, product)
         self.server.add_generic_rpc_handlers((chunked_streams(servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names: list[Any] = [
@@ -213,11 +216,25 @@ class App:
         ]
         reflection.enable_server_reflection(names, self.server)
         self.server.add_generic_rpc_handlers((_reflection_v1(names),))
-        self.port = self.server.add_insecure_port(address or settings.grpc_address)
+        self.tls: ReloadingCredentials | None = None
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            files = TlsFiles(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+            self.tls = ReloadingCredentials(files)
+            self.port = self.server.add_secure_port(address or settings.grpc_address, self.tls.credentials)
+        else:
+            self.port = self.server.add_insecure_port(address or settings.grpc_address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {address or settings.grpc_address}")
 
+    def _measure(self, stores: Stores, admission: Admission, product: Product) -> None:
+        pools = [("primary", stores.db)] + ([("standby", stores.reads)] if stores.reads is not None else [])
+        self.metrics.gauges.add(
+            metrics.limits(pools, admission.slots, product.watcher.slots, self.sweeper, lambda: export_queue(stores.db))
+        )
+
     def start(self) -> None:
+        if self.settings.metrics_address:
+            self.metrics.serve(self.settings.metrics_address)
         self.events.start()
         self.server.start()
         for worker in self.workers:
@@ -234,3 +251,4 @@ class App:
             worker.stop()
         self.sweeper.stop()
         self.events.stop()
+        self.metrics.stop()

@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 
 from server import identity
 from server.admission import Admission
+from server.metrics import Metrics
 from service import deadline, errors
 
 log = logging.getLogger("timemachine.access")
@@ -85,10 +86,19 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
     return code, status
 
 
+def _grpc_type(handler: Any) -> str:
+    if handler.unary_unary:
+        return "unary"
+    if handler.unary_stream:
+        return "server_stream"
+    return "client_stream" if handler.stream_unary else "bidi_stream"
+
+
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, authenticator: identity.Authenticator, admission: Admission) -> None:
+    def __init__(self, authenticator: identity.Authenticator, admission: Admission, metrics: Metrics) -> None:
         self.authenticator = authenticator
         self.admission = admission
+        self.metrics = metrics
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -97,10 +107,19 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         method: str = details.method
         service, _, name = method.lstrip("/").partition("/")
         guarded = service == SERVICE
+        labels = (_grpc_type(handler), service, name)
+        metrics = self.metrics
+        received, sent = metrics.received.labels(*labels), metrics.sent.labels(*labels)
+
+        def counted(messages: Iterator[Any], counter: Any) -> Iterator[Any]:
+            for message in messages:
+                counter.inc()
+                yield message
 
         @contextmanager
         def call(context: grpc.ServicerContext) -> Iterator[None]:
             started = time.perf_counter()
+            metrics.started.labels(*labels).inc()
             token = None
             code = grpc.StatusCode.OK
             deadline_token = deadline.bind(context.time_remaining())
@@ -127,14 +146,20 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 deadline.unbind(deadline_token)
                 if token is not None:
                     identity.unbind(token)
-                log.info("%s %s %.1fms", method, code.name, (time.perf_counter() - started) * 1000)
+                elapsed = time.perf_counter() - started
+                metrics.handled.labels(*labels, code.name).inc()
+                metrics.handling.labels(*labels).observe(elapsed)
+                log.info("%s %s %.1fms", method, code.name, elapsed * 1000)
 
         if handler.unary_unary:
             inner_uu = handler.unary_unary
 
             def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+                received.inc()
                 with call(context):
-                    return inner_uu(request, context)
+                    response = inner_uu(request, context)
+                sent.inc()
+                return response
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
@@ -143,8 +168,9 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             inner_us = handler.unary_stream
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                received.inc()
                 with call(context):
-                    yield from inner_us(request, context)
+                    yield from counted(inner_us(request, context), sent)
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
@@ -154,7 +180,9 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
             def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
                 with call(context):
-                    return inner_su(requests, context)
+                    response = inner_su(counted(requests, received), context)
+                sent.inc()
+                return response
 
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, handler.request_deserializer, handler.response_serializer
@@ -163,7 +191,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
         def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
             with call(context):
-                yield from inner_ss(requests, context)
+                yield from counted(inner_ss(counted(requests, received), context), sent)
 
         return grpc.stream_stream_rpc_method_handler(
             stream_stream, handler.request_deserializer, handler.response_serializer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,52 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigurationError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
+def _readable_file(name: str) -> Path | None:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return None
+    path = Path(raw)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"{name}: cannot read {raw}: {exc.strerror}") from None
+    return path
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address (host:port) is reachable from this machine only."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def _tls_files() -> tuple[Path | None, Path | None, Path | None]:
+    cert, key = _readable_file("TM_TLS_CERT_FILE"), _readable_file("TM_TLS_KEY_FILE")
+    client_ca = _readable_file("TM_TLS_CLIENT_CA_FILE")
+    if (cert is None) != (key is None):
+        missing = "TM_TLS_KEY_FILE" if key is None else "TM_TLS_CERT_FILE"
+        raise ConfigurationError(f"TM_TLS_CERT_FILE and TM_TLS_KEY_FILE go together: {missing} is not set")
+    if client_ca is not None and cert is None:
+        raise ConfigurationError(
+            "TM_TLS_CLIENT_CA_FILE (mutual TLS) needs the server's own TM_TLS_CERT_FILE and TM_TLS_KEY_FILE"
+        )
+    return cert, key, client_ca
 
 
 @dataclass(frozen=True)
@@ -52,6 +99,14 @@ class Settings:
     sweeper_grace_seconds: int = 24 * 3600
     # A hot standby for reads that may lag (service/standby.py); None: the primary.
     database_read_url: str | None = None
+    # TLS (server/tls.py): a certificate and its key; with a client CA, mutual TLS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Metadata identity off loopback without mutual TLS: only when a gateway or mesh sets the headers.
+    trust_identity_headers: bool = False
+    # Prometheus /metrics on host:port (server/metrics.py); None: off.
+    metrics_address: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,11 +118,26 @@ class Settings:
             raise ConfigurationError("TM_AUTH_MODE=jwt needs TM_JWT_SECRET (the HS256 key)")
         if jwt_secret is not None and len(jwt_secret.encode()) < 32:
             raise ConfigurationError("TM_JWT_SECRET must be at least 32 bytes (RFC 7518 3.2)")
+        grpc_address = os.environ.get("TM_GRPC_ADDRESS", "127.0.0.1:50051")
+        cert, key, client_ca = _tls_files()
+        trust = _flag("TM_TRUST_IDENTITY_HEADERS")
+        if auth_mode == "metadata" and client_ca is None and not trust and not is_loopback(grpc_address):
+            # Anyone who can reach the port could name any tenant in x-tenant-id.
+            raise ConfigurationError(
+                f"TM_GRPC_ADDRESS {grpc_address} accepts calls from other machines, and TM_AUTH_MODE=metadata "
+                "believes the x-tenant-id and x-user-id any caller sends: set TM_TLS_CLIENT_CA_FILE (mutual TLS), "
+                "or TM_AUTH_MODE=jwt, or TM_TRUST_IDENTITY_HEADERS=1 if a gateway or mesh in front sets them"
+            )
         return cls(
-            grpc_address=os.environ.get("TM_GRPC_ADDRESS", "127.0.0.1:50051"),
+            grpc_address=grpc_address,
             data_dir=Path(os.environ.get("TM_DATA_DIR", ".data")).resolve(),
             database_url=os.environ.get("TM_DATABASE_URL") or None,
             database_read_url=os.environ.get("TM_DATABASE_READ_URL") or None,
+            tls_cert_file=cert,
+            tls_key_file=key,
+            tls_client_ca_file=client_ca,
+            trust_identity_headers=trust,
+            metrics_address=os.environ.get("TM_METRICS_ADDRESS") or None,
             s3_endpoint_url=os.environ.get("TM_S3_ENDPOINT_URL") or None,
             s3_bucket=os.environ.get("TM_S3_BUCKET", "tm-media-vault"),
             auth_mode=auth_mode,

@@ -19,6 +19,7 @@ import psycopg
 from service.database import Database
 from service.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from service.models import Identity, Snapshot
+from service.slots import Slots
 from service.timeline import require_chat
 from service.validation import Checker
 
@@ -101,7 +102,7 @@ class Watcher:
         self.events = events
         # Each open watch holds a server worker thread; capping them keeps
         # threads free for every other call.
-        self._slots = threading.BoundedSemaphore(max_watches)
+        self.slots = Slots(max_watches)
         self.max_watches = max_watches
 
     def watch(
@@ -117,13 +118,13 @@ class Watcher:
         key = channel_key(identity.tenant_id, chat)
         with self.db.transaction(identity.tenant_id) as tx:
             require_chat(tx, identity, chat)
-        if not self._slots.acquire(blocking=False):
+        if not self.slots.take():
             raise ResourceExhausted(f"this server already serves {self.max_watches} watches; retry later")
         try:
             with self.events.following(key):
                 yield from self._follow(identity, chat, key, after_version, active)
         finally:
-            self._slots.release()
+            self.slots.give_back()
 
     def _follow(
         self, identity: Identity, chat: UUID, key: str, after_version: int, active: Callable[[], bool]

@@ -78,6 +78,13 @@ def _bundle(row: dict[str, Any], url: str = "") -> Bundle:
     )
 
 
+def export_queue(db: Database) -> tuple[int, float]:
+    """Bundles waiting across all tenants, and how long the oldest has waited (seconds)."""
+    with db.transaction(None) as tx:
+        row = tx.one("export_queue")
+    return int(row["depth"]), float(row["oldest_seconds"])
+
+
 class LeaseLost(Exception):
     """Another worker holds the bundle now: stop, and leave it to them."""
 

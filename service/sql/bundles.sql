@@ -52,3 +52,6 @@ RETURNING download_count
 -- name: expire_bundle
 UPDATE tm_export_bundles SET status = 'expired'
 WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND status = 'ready' AND expires_at <= now()
+
+-- name: export_queue
+SELECT depth, oldest_seconds FROM tm_export_queue()
