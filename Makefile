@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-BUF := node_modules/.bin/buf
+BUF := $(VENV)/bin/buf
 
 export TM_GRPC_ADDRESS ?= 127.0.0.1:50051
 export TM_DATA_DIR ?= .data
@@ -44,10 +44,7 @@ fuzz: proto-check ## Hostile requests for every RPC and random histories against
 bench: proto-check ## Run the benchmarks; writes bench/results.json
 	@$(PY) -m bench
 
-$(BUF):
-	@npm install --silent --no-audit --no-fund --no-save @bufbuild/buf@1.75.0 >/dev/null
-
-lint: $(STAMP) $(BUF) ## ruff, mypy and buf lint
+lint: $(STAMP) ## ruff, mypy and buf lint
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
