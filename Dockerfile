@@ -22,9 +22,13 @@ COPY migrations ./migrations
 COPY service ./service
 COPY server ./server
 
-RUN useradd --system --home /app timemachine && mkdir -p /data && chown timemachine /data
-USER timemachine
+RUN useradd --system --uid 10001 --home /app timemachine && mkdir -p /data && chown 10001 /data
+USER 10001
 VOLUME ["/data"]
 EXPOSE 50051
 STOPSIGNAL SIGTERM
+# The gRPC health status of the server in this container (server/probe.py): unhealthy while
+# PostgreSQL or S3 has been unreachable for TM_HEALTH_GRACE_SECONDS. It speaks plaintext: with
+# TLS on, use your orchestrator's gRPC probe with the right certificates instead.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s CMD ["python", "-m", "server.probe"]
 CMD ["python", "-m", "server"]

@@ -44,11 +44,12 @@ fuzz: proto-check ## Hostile requests for every RPC and random histories against
 bench: proto-check ## Run the benchmarks; writes bench/results.json
 	@$(PY) -m bench
 
-lint: $(STAMP) ## ruff, mypy and buf lint
+lint: $(STAMP) ## ruff, mypy, buf lint and hadolint
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 	@cd proto && ../$(BUF) lint
+	@$(VENV)/bin/hadolint Dockerfile
 
 clean: ## Remove the virtualenv (data in TM_DATA_DIR is kept)
 	rm -rf $(VENV) node_modules tests/node/node_modules

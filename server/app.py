@@ -17,6 +17,7 @@ from server.admission import Admission
 from server.identity import Authenticator
 from server.interceptor import SERVICE, ServiceInterceptor
 from server.metrics import Metrics
+from server.readiness import Readiness
 from server.servicer import Product, TimeMachineServicer
 from server.tls import ReloadingCredentials, TlsFiles
 from service.compare import Comparer
@@ -206,6 +207,9 @@ class App:
             for _ in range(settings.export_workers)
         ]
         self._measure(stores, admission, product)
+        self.readiness = Readiness(
+            self.health, ("", SERVICE), stores.db, stores.vault, grace_seconds=settings.health_grace_seconds
+        )
         self.server.add_generic_rpc_handlers((chunked_streams(servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names: list[Any] = [
@@ -242,9 +246,11 @@ class App:
         self.sweeper.start()
         for name in ("", SERVICE):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.readiness.start()
 
     def stop(self, grace: float = 10.0) -> None:
         """Health goes NOT_SERVING, new calls are refused, in-flight calls finish."""
+        self.readiness.stop()  # before: it must not set SERVING again
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         for worker in self.workers:  # a bundle cut short is picked up again by any replica

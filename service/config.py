@@ -107,6 +107,8 @@ class Settings:
     trust_identity_headers: bool = False
     # Prometheus /metrics on host:port (server/metrics.py); None: off.
     metrics_address: str | None = None
+    # Health goes NOT_SERVING once a store has been unreachable this long (server/readiness.py).
+    health_grace_seconds: int = 10
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -138,6 +140,7 @@ class Settings:
             tls_client_ca_file=client_ca,
             trust_identity_headers=trust,
             metrics_address=os.environ.get("TM_METRICS_ADDRESS") or None,
+            health_grace_seconds=_int("TM_HEALTH_GRACE_SECONDS", 10),
             s3_endpoint_url=os.environ.get("TM_S3_ENDPOINT_URL") or None,
             s3_bucket=os.environ.get("TM_S3_BUCKET", "tm-media-vault"),
             auth_mode=auth_mode,

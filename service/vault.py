@@ -198,6 +198,13 @@ class Vault:
             return False
         return True
 
+    def ping(self) -> None:
+        """Unavailable unless the bucket answers (the health check's probe, each second: it logs nothing)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise Unavailable(f"the bucket does not answer ({type(exc).__name__})") from None
+
     def _ensure_versioned_bucket(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,10 +12,12 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
+from server.interceptor import SERVICE
 from service.config import Settings
 from tests.conftest import Caller, Stack, rpc_error
 
@@ -24,7 +27,12 @@ class Isolated:
 
     def __init__(self, data_dir: Path) -> None:
         self.settings = replace(
-            Settings.from_env(), data_dir=data_dir, grpc_address="127.0.0.1:0", database_url=None, s3_endpoint_url=None
+            Settings.from_env(),
+            data_dir=data_dir,
+            grpc_address="127.0.0.1:0",
+            database_url=None,
+            s3_endpoint_url=None,
+            health_grace_seconds=1,
         )
         self.runtime = Runtime(self.settings)
         self.app = App(self.settings, self.runtime.start())
@@ -87,3 +95,35 @@ def test_connections_the_database_dropped_are_replaced_without_an_error(stack: S
     for i in range(5):  # every pooled connection the pool still holds is a dropped one
         caller.save(chat, f"after {i}")
     assert [m.content for m in caller.chat(chat).messages][-1] == "after 4"
+
+
+def _health(isolated: Isolated) -> int:
+    stub = health_pb2_grpc.HealthStub(isolated.channel)
+    return int(stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5).status)
+
+
+def _until(isolated: Isolated, status: int, since: float, within: float = 30) -> float:
+    """Seconds from `since` until health reports `status`."""
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    while _health(isolated) != status:
+        assert time.monotonic() - since < within, f"health never became {name}"
+        time.sleep(0.2)
+    return time.monotonic() - since
+
+
+@pytest.mark.parametrize("store", ["postgres", "s3"])
+def test_health_follows_the_stores(isolated: Isolated, store: str) -> None:
+    """NOT_SERVING once a store has been unreachable for the grace period (1 s here), SERVING when it is back."""
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    # A SeaweedFS just started may answer 500 for a moment (health follows it): wait until it is steady.
+    _until(isolated, serving, time.monotonic())
+    time.sleep(1.5)
+    assert _health(isolated) == serving
+    process = isolated.runtime.postgres if store == "postgres" else isolated.runtime.s3
+    assert process is not None
+    stopped = time.monotonic()
+    process.stop()
+    assert _until(isolated, not_serving, stopped) >= 1  # not before the grace period
+    process.start()
+    _until(isolated, serving, time.monotonic())
+    isolated.caller.save(str(uuid.uuid4()), "served again")

@@ -54,3 +54,6 @@ SELECT id, message_id, chat_version, position, role, content, is_deleted, tokens
 FROM tm_message_versions
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
 ORDER BY chat_version, id
+
+-- name: ping
+SELECT 1 AS ok
