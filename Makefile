@@ -30,7 +30,7 @@ proto-check: $(STAMP) ## Fail if generated/ is not what proto/ produces
 	@$(PY) scripts/gen_proto.py --check generated
 
 run: proto-check ## Start embedded PostgreSQL and S3 (unless configured), migrate, serve
-	@exec $(PY) -m server
+	@TM_LOG_FORMAT=$${TM_LOG_FORMAT:-text} exec $(PY) -m server  # text for people; JSON is the service default
 
 migrate: proto-check ## Apply migrations to the configured (or embedded) database
 	@$(PY) -m server --migrate-only

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from server import logs
 from server.app import App
 from server.bootstrap import Runtime
 from service.config import Settings
@@ -25,10 +26,7 @@ def main() -> int:
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("timemachine.access").setLevel(
-        logging.WARNING if settings.log_level == "INFO" else settings.log_level
-    )
+    logs.configure(settings.log_level, settings.log_format)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -50,16 +48,17 @@ def main() -> int:
         host = settings.grpc_address.rsplit(":", 1)[0]
         transport = "-plaintext" if tls is None else f"-cacert <the CA of {settings.tls_cert_file}>"
         log.info("serving Time Machine on %s (port %d)", settings.grpc_address, app.port)
-        print(
-            f"\nTime Machine is serving on {settings.grpc_address}. Try:\n"
-            f"  grpcurl {transport} {host}:{app.port} list\n"
-            f"  grpcurl {transport} -H 'x-tenant-id: 00000000-0000-4000-8000-000000000001' "
-            f"-H 'x-user-id: 00000000-0000-4000-8000-000000000002' "
-            f'-d \'{{"chat_id": "00000000-0000-4000-8000-0000000000c1", "role": "MESSAGE_ROLE_USER", '
-            f'"content": "hello"}}\' {host}:{app.port} timemachine.v1.TimeMachineService/SaveMessage\n'
-            "Press Ctrl-C to stop.\n",
-            flush=True,
-        )
+        if settings.log_format == "text":  # a banner for people; JSON logs stay one object per line
+            print(
+                f"\nTime Machine is serving on {settings.grpc_address}. Try:\n"
+                f"  grpcurl {transport} {host}:{app.port} list\n"
+                f"  grpcurl {transport} -H 'x-tenant-id: 00000000-0000-4000-8000-000000000001' "
+                f"-H 'x-user-id: 00000000-0000-4000-8000-000000000002' "
+                f'-d \'{{"chat_id": "00000000-0000-4000-8000-0000000000c1", "role": "MESSAGE_ROLE_USER", '
+                f'"content": "hello"}}\' {host}:{app.port} timemachine.v1.TimeMachineService/SaveMessage\n'
+                "Press Ctrl-C to stop.\n",
+                flush=True,
+            )
         stop.wait()
         log.info("shutting down: health NOT_SERVING, finishing in-flight calls")
         return 0

@@ -9,6 +9,7 @@ that decides status codes; servicers and the product never do.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -86,6 +87,23 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
     return code, status
 
 
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _field(request: Any, name: str, limit: int) -> str | None:
+    """A request's chat_id or request_id for the access log: the caller's text, cut short, never content."""
+    value = getattr(request, name, None)
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _trace_id(metadata: Any) -> str | None:
+    """The trace id of an incoming W3C traceparent, so a call's log line joins its trace."""
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str) and (match := TRACEPARENT.fullmatch(value)):
+            return match.group(1)
+    return None
+
+
 def _grpc_type(handler: Any) -> str:
     if handler.unary_unary:
         return "unary"
@@ -117,10 +135,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 yield message
 
         @contextmanager
-        def call(context: grpc.ServicerContext) -> Iterator[None]:
+        def call(context: grpc.ServicerContext, request: Any = None) -> Iterator[None]:
             started = time.perf_counter()
             metrics.started.labels(*labels).inc()
             token = None
+            who = None
             code = grpc.StatusCode.OK
             deadline_token = deadline.bind(context.time_remaining())
             try:
@@ -149,14 +168,24 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 elapsed = time.perf_counter() - started
                 metrics.handled.labels(*labels, code.name).inc()
                 metrics.handling.labels(*labels).observe(elapsed)
-                log.info("%s %s %.1fms", method, code.name, elapsed * 1000)
+                fields = {
+                    "method": method,
+                    "code": code.name,
+                    "duration_ms": round(elapsed * 1000, 1),
+                    "tenant": str(who.tenant_id) if who is not None else None,
+                    "chat": _field(request, "chat_id", 64),
+                    "request_id": _field(request, "request_id", 128),
+                    "peer": context.peer(),
+                    "trace_id": _trace_id(context.invocation_metadata()),
+                }
+                log.info("%s %s %.1fms", method, code.name, elapsed * 1000, extra=fields)
 
         if handler.unary_unary:
             inner_uu = handler.unary_unary
 
             def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
                 received.inc()
-                with call(context):
+                with call(context, request):
                     response = inner_uu(request, context)
                 sent.inc()
                 return response
@@ -169,7 +198,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 received.inc()
-                with call(context):
+                with call(context, request):
                     yield from counted(inner_us(request, context), sent)
 
             return grpc.unary_stream_rpc_method_handler(

@@ -23,6 +23,14 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _choice(name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:
+    raw = os.environ.get(name, "").strip() or default
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return value
+
+
 def _flag(name: str) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if raw in ("", "0", "false", "no"):
@@ -109,6 +117,8 @@ class Settings:
     metrics_address: str | None = None
     # Health goes NOT_SERVING once a store has been unreachable this long (server/readiness.py).
     health_grace_seconds: int = 10
+    # json (one object per line) or text (server/logs.py).
+    log_format: str = "json"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -152,7 +162,8 @@ class Settings:
             stream_idle_seconds=_int("TM_STREAM_IDLE_SECONDS", 60),
             max_message_bytes=_int("TM_MAX_MESSAGE_BYTES", 1024 * 1024),
             max_upload_bytes=_int("TM_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
-            log_level=os.environ.get("TM_LOG_LEVEL", "INFO").upper(),
+            log_level=_choice("TM_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True),
+            log_format=_choice("TM_LOG_FORMAT", "json", ("json", "text")),
             export_workers=_int("TM_EXPORT_WORKERS", 1, minimum=0),
             export_lease_seconds=_int("TM_EXPORT_LEASE_SECONDS", 60),
             pdf_max_text_bytes=_int("TM_PDF_MAX_TEXT_BYTES", 32 * 1024 * 1024),
