@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from generated.timemachine.v1 import service_pb2, service_pb2_grpc
 from server import metrics
@@ -69,13 +69,43 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweepe
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
-def _reflection_v1(names: list[Any]) -> grpc.GenericRpcHandler:
+class Reflection(reflection.ReflectionServicer):  # type: ignore[misc]
+    """Reflection that also finds the file of a method or of an enum value named under its enum.
+
+    `grpcurl describe timemachine.v1.TimeMachineService.Restore` asks for the
+    file containing that symbol, and protobuf's pool knows services, messages,
+    fields and enum values (as siblings of their enum) but not methods
+    (grpc/grpc#34743). Such a name is answered with the file of its parent.
+    """
+
+    def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
+        pool = self._pool
+        parent, _, member = fully_qualified_name.rpartition(".")
+        try:
+            pool.FindFileContainingSymbol(fully_qualified_name)
+        except KeyError:
+            if _has_member(pool, parent, member):
+                return super()._file_containing_symbol(request, parent)
+        return super()._file_containing_symbol(request, fully_qualified_name)
+
+
+def _has_member(pool: Any, parent: str, member: str) -> bool:
+    """Whether `member` is a method of service `parent` or a value of enum `parent`."""
+    for find, members in (("FindServiceByName", "methods_by_name"), ("FindEnumTypeByName", "values_by_name")):
+        try:
+            if member in getattr(getattr(pool, find)(parent), members):
+                return True
+        except KeyError:
+            continue
+    return False
+
+
+def _reflection_v1(servicer: Reflection) -> grpc.GenericRpcHandler:
     """grpc.reflection.v1, which newer tools ask for first.
 
     grpcio-reflection serves only v1alpha; v1's messages are the same on the
     wire, so the v1alpha servicer answers under the v1 name as well.
     """
-    servicer = reflection.ReflectionServicer(names)
     return grpc.method_handlers_generic_handler(
         REFLECTION_V1,
         {
@@ -218,8 +248,9 @@ class App:
             reflection.SERVICE_NAME,
             REFLECTION_V1,
         ]
-        reflection.enable_server_reflection(names, self.server)
-        self.server.add_generic_rpc_handlers((_reflection_v1(names),))
+        reflector = Reflection(names)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, self.server)
+        self.server.add_generic_rpc_handlers((_reflection_v1(reflector),))
         self.tls: ReloadingCredentials | None = None
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             files = TlsFiles(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)

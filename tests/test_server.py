@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
@@ -44,6 +45,35 @@ def test_reflection_lists_services_and_describes_messages(stack: Stack, version:
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"timemachine.v1.TimeMachineService", "grpc.health.v1.Health"} <= names
     assert replies[1].file_descriptor_response.file_descriptor_proto
+
+
+@pytest.mark.parametrize("version", ["v1alpha", "v1"])
+@pytest.mark.parametrize(
+    ("symbol", "file"),
+    [
+        ("timemachine.v1.TimeMachineService", "timemachine/v1/service.proto"),
+        ("timemachine.v1.TimeMachineService.Restore", "timemachine/v1/service.proto"),  # grpc/grpc#34743
+        ("timemachine.v1.RestoreRequest", "timemachine/v1/service.proto"),
+        ("timemachine.v1.RestoreRequest.chat_id", "timemachine/v1/service.proto"),
+        ("timemachine.v1.RestoreScope", "timemachine/v1/resources.proto"),
+        ("timemachine.v1.RESTORE_SCOPE_FULL_CHAT", "timemachine/v1/resources.proto"),
+        ("timemachine.v1.RestoreScope.RESTORE_SCOPE_FULL_CHAT", "timemachine/v1/resources.proto"),
+    ],
+)
+def test_reflection_finds_every_kind_of_symbol(stack: Stack, version: str, symbol: str, file: str) -> None:
+    """What `grpcurl describe` asks for: services, methods, messages, fields and enum values."""
+    call = stack.channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    (reply,) = call(iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)]))
+    assert reply.WhichOneof("message_response") == "file_descriptor_response", reply
+    names = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw).name
+        for raw in reply.file_descriptor_response.file_descriptor_proto
+    ]
+    assert names[0] == file
 
 
 def test_unknown_method_is_unimplemented(stack: Stack) -> None:
