@@ -20,6 +20,7 @@ from server.metrics import Metrics
 from server.readiness import Readiness
 from server.servicer import Product, TimeMachineServicer
 from server.tls import ReloadingCredentials, TlsFiles
+from server.tokens import TokenRules, TokenVerifier
 from service.compare import Comparer
 from service.config import Settings
 from service.database import Database
@@ -118,6 +119,21 @@ def _reflection_v1(servicer: Reflection) -> grpc.GenericRpcHandler:
     )
 
 
+def _authenticator(settings: Settings) -> Authenticator:
+    if settings.auth_mode != "jwt":
+        return Authenticator(settings.auth_mode)
+    rules = TokenRules(
+        secret=settings.jwt_secret,
+        public_keys=settings.jwt_public_keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        tenant_claim=settings.jwt_tenant_claim,
+        user_claim=settings.jwt_user_claim,
+    )
+    return Authenticator("jwt", TokenVerifier(rules))
+
+
 class _Capture:
     """Collects the method handlers the generated code would register."""
 
@@ -207,9 +223,7 @@ class App:
         admission = Admission(transfer_slots=max(1, settings.grpc_workers // 2))
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-            interceptors=[
-                ServiceInterceptor(Authenticator(settings.auth_mode, settings.jwt_secret), admission, self.metrics)
-            ],
+            interceptors=[ServiceInterceptor(_authenticator(settings), admission, self.metrics)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Sequence
 
-import jwt
-
+from server.tokens import TokenVerifier
 from service.errors import Unauthenticated
 from service.models import Identity
 from service.validation import parse_uuid
@@ -28,9 +27,11 @@ def unbind(token: contextvars.Token[Identity]) -> None:
 
 
 class Authenticator:
-    def __init__(self, mode: str, jwt_secret: str | None = None) -> None:
+    def __init__(self, mode: str, tokens: TokenVerifier | None = None) -> None:
+        if mode == "jwt" and tokens is None:
+            raise ValueError("jwt mode needs a token verifier")
         self.mode = mode
-        self.jwt_secret = jwt_secret
+        self.tokens = tokens
 
     def identify(self, metadata: Sequence[tuple[str, str | bytes]], *, user_required: bool) -> Identity:
         values = {key.lower(): value for key, value in metadata if isinstance(value, str)}
@@ -60,9 +61,5 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization metadata must be 'Bearer <JWT>'")
-        assert self.jwt_secret is not None
-        try:
-            claims = jwt.decode(token.strip(), self.jwt_secret, algorithms=["HS256"])
-        except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"the bearer token is not valid: {exc}") from None
-        return str(claims.get("tenant_id", "")), str(claims.get("sub", ""))
+        assert self.tokens is not None
+        return self.tokens.claims(token.strip())

@@ -119,6 +119,13 @@ class Settings:
     health_grace_seconds: int = 10
     # json (one object per line) or text (server/logs.py).
     log_format: str = "json"
+    # JWT identity beyond HS256 (server/tokens.py).
+    jwt_public_keys: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = 30
+    jwt_tenant_claim: str = "tenant_id"
+    jwt_user_claim: str = "sub"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -126,8 +133,11 @@ class Settings:
         if auth_mode not in ("metadata", "jwt"):
             raise ConfigurationError(f"TM_AUTH_MODE must be 'metadata' or 'jwt', got {auth_mode!r}")
         jwt_secret = os.environ.get("TM_JWT_SECRET") or None
-        if auth_mode == "jwt" and not jwt_secret:
-            raise ConfigurationError("TM_AUTH_MODE=jwt needs TM_JWT_SECRET (the HS256 key)")
+        jwt_public_keys = _readable_file("TM_JWT_PUBLIC_KEYS")
+        if auth_mode == "jwt" and not jwt_secret and jwt_public_keys is None:
+            raise ConfigurationError(
+                "TM_AUTH_MODE=jwt needs TM_JWT_SECRET (an HS256 key) or TM_JWT_PUBLIC_KEYS (PEM or JWKS: RS256, ES256)"
+            )
         if jwt_secret is not None and len(jwt_secret.encode()) < 32:
             raise ConfigurationError("TM_JWT_SECRET must be at least 32 bytes (RFC 7518 3.2)")
         grpc_address = os.environ.get("TM_GRPC_ADDRESS", "127.0.0.1:50051")
@@ -155,6 +165,12 @@ class Settings:
             s3_bucket=os.environ.get("TM_S3_BUCKET", "tm-media-vault"),
             auth_mode=auth_mode,
             jwt_secret=jwt_secret,
+            jwt_public_keys=jwt_public_keys,
+            jwt_issuer=os.environ.get("TM_JWT_ISSUER") or None,
+            jwt_audience=os.environ.get("TM_JWT_AUDIENCE") or None,
+            jwt_leeway_seconds=_int("TM_JWT_LEEWAY_SECONDS", 30, minimum=0),
+            jwt_tenant_claim=os.environ.get("TM_JWT_TENANT_CLAIM") or "tenant_id",
+            jwt_user_claim=os.environ.get("TM_JWT_USER_CLAIM") or "sub",
             db_pool_min=_int("TM_DB_POOL_MIN", 2),
             db_pool_max=_int("TM_DB_POOL_MAX", 16),
             grpc_workers=_int("TM_GRPC_WORKERS", 32),
