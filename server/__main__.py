@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from server import logs
+from server import logs, ports
 from server.app import App
 from server.bootstrap import Runtime
 from service.config import Settings
@@ -27,6 +27,14 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    if not args.migrate_only:
+        try:  # before any store starts: a taken port is one line, and nothing runs for nothing
+            ports.require_free(settings.grpc_address, "TM_GRPC_ADDRESS")
+            if settings.metrics_address:
+                ports.require_free(settings.metrics_address, "TM_METRICS_ADDRESS")
+        except ConfigurationError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,6 +24,7 @@ from server.tokens import TokenRules, TokenVerifier
 from service.compare import Comparer
 from service.config import Settings
 from service.database import Database
+from service.errors import ConfigurationError
 from service.events import ChatEvents, Watcher
 from service.export.bundles import Bundles, ExportWorker, export_queue
 from service.export.exporter import Exporter
@@ -272,8 +273,8 @@ class App:
             self.port = self.server.add_secure_port(address or settings.grpc_address, self.tls.credentials)
         else:
             self.port = self.server.add_insecure_port(address or settings.grpc_address)
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {address or settings.grpc_address}")
+        if self.port == 0:  # taken since the start-up check (server/ports.py)
+            raise ConfigurationError(f"TM_GRPC_ADDRESS={address or settings.grpc_address} cannot be listened on")
 
     def _measure(self, stores: Stores, admission: Admission, product: Product) -> None:
         pools = [("primary", stores.db)] + ([("standby", stores.reads)] if stores.reads is not None else [])
