@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
+
+from server import preflight
 from server.app import Stores
 from server.embedded import DataDirLock, EmbeddedPostgres, EmbeddedS3
 from service import migrations
 from service.config import Settings
 from service.database import Database
+from service.errors import ConfigurationError
 from service.vault import Vault, make_client
 
 log = logging.getLogger("timemachine")
@@ -45,7 +49,12 @@ class Runtime:
             log.info("using S3 at %s", s.s3_endpoint_url)
 
     def migrate(self) -> list[str]:
-        applied = migrations.apply(self.database_url)
+        preflight.wait_for_database(self.database_url, self.settings.store_wait_seconds)
+        try:
+            applied = migrations.apply(self.database_url)
+        except psycopg.Error as exc:
+            why, _ = preflight.reason(exc)
+            raise ConfigurationError(f"migrating PostgreSQL at {preflight.masked(self.database_url)}: {why}") from None
         log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
         return applied
 
@@ -77,7 +86,7 @@ class Runtime:
         else:
             client = make_client(self.s3_url)
         vault = Vault(client, s.s3_bucket)
-        vault.open()
+        vault.open(wait_seconds=s.store_wait_seconds)
         log.info("vault bucket %s is versioned", s.s3_bucket)
         self.stores = Stores(db=db, vault=vault, reads=reads)
         return self.stores

@@ -119,6 +119,8 @@ class Settings:
     health_grace_seconds: int = 10
     # json (one object per line) or text (server/logs.py).
     log_format: str = "json"
+    # How long start-up waits for PostgreSQL and S3 to answer (server/preflight.py).
+    store_wait_seconds: int = 30
     # JWT identity beyond HS256 (server/tokens.py).
     jwt_public_keys: Path | None = None
     jwt_issuer: str | None = None
@@ -165,6 +167,7 @@ class Settings:
             s3_bucket=os.environ.get("TM_S3_BUCKET", "tm-media-vault"),
             auth_mode=auth_mode,
             jwt_secret=jwt_secret,
+            store_wait_seconds=_int("TM_STORE_WAIT_SECONDS", 30, minimum=0),
             jwt_public_keys=jwt_public_keys,
             jwt_issuer=os.environ.get("TM_JWT_ISSUER") or None,
             jwt_audience=os.environ.get("TM_JWT_AUDIENCE") or None,

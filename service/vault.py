@@ -69,16 +69,34 @@ class Vault:
         deleted object would be gone, and "nothing is lost" would be a lie.
         """
         deadline = time.monotonic() + wait_seconds
+        endpoint = self.client.meta.endpoint_url
         while True:
             try:
                 self._ensure_versioned_bucket()
                 return
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                if isinstance(exc, botocore.exceptions.ClientError) and _code(exc) in ("AccessDenied", "403"):
-                    raise ConfigurationError(f"access to bucket {self.bucket!r} was denied") from exc
+            except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+                raise ConfigurationError(
+                    f"no S3 credentials for {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                    "(or another AWS credential source)"
+                ) from None
+            except botocore.exceptions.ClientError as exc:
+                code = _code(exc)
+                if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"):
+                    raise ConfigurationError(f"S3 at {endpoint} refused the credentials ({code})") from None
+                if code in ("AccessDenied", "403"):
+                    raise ConfigurationError(
+                        f"S3 at {endpoint} denied access to bucket {self.bucket!r} (to read it, create it or "
+                        "turn its versioning on): grant these to the credentials, or name another TM_S3_BUCKET"
+                    ) from None
                 if time.monotonic() > deadline:
-                    raise Unavailable(f"the object store is unreachable ({type(exc).__name__})") from exc
-                time.sleep(0.5)
+                    raise Unavailable(f"S3 at {endpoint} failed for {wait_seconds:.0f} s ({code})") from None
+            except botocore.exceptions.BotoCoreError as exc:
+                if time.monotonic() > deadline:
+                    raise Unavailable(
+                        f"S3 at {endpoint} did not answer within {wait_seconds:.0f} s (TM_STORE_WAIT_SECONDS): "
+                        f"{type(exc).__name__}; is the server running, at that address?"
+                    ) from None
+            time.sleep(0.5)
 
     def writer(self, key: str, content_type: str) -> ObjectWriter:
         return ObjectWriter(self, key, content_type)

@@ -1,0 +1,105 @@
+"""Start-up problems are one clear line, and nothing is started for nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from server.embedded import free_port
+from tests.conftest import Stack
+from tests.processes import ROOT
+
+
+def _start(data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "TM_DATA_DIR": str(data_dir),
+        "TM_DATABASE_URL": "",
+        "TM_S3_ENDPOINT_URL": "",
+        "TM_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "server"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variable", ["TM_GRPC_ADDRESS", "TM_METRICS_ADDRESS"])
+def test_a_taken_port_stops_the_start_before_any_store_starts(tmp_path: Path, variable: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = _start(tmp_path, **{variable: address})
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2, lines
+    assert len(lines) == 1 and f"{variable}={address} is in use" in lines[0], lines
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "postgres").exists() and not (tmp_path / "s3").exists()  # no store was started
+
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert lines, "the server said nothing"
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    return lines[-1]
+
+
+@pytest.mark.slow
+def test_store_problems_are_one_line_each(stack: Stack, tmp_path: Path) -> None:
+    """The reason and the fix, the password masked, within the bounded wait (1 s here)."""
+    s3 = stack.runtime.s3_url or ""
+    keys = {}
+    if stack.runtime.s3 is not None:
+        keys = {"AWS_ACCESS_KEY_ID": stack.runtime.s3.access_key, "AWS_SECRET_ACCESS_KEY": stack.runtime.s3.secret_key}
+    database = stack.runtime.database_url
+    wait = {"TM_STORE_WAIT_SECONDS": "1", "TM_LOG_FORMAT": "text"}
+    cases = [
+        (
+            {"TM_DATABASE_URL": f"postgresql://tm:s3cret@127.0.0.1:{free_port()}/tm", "TM_S3_ENDPOINT_URL": s3},
+            "refused",
+        ),
+        (
+            {"TM_DATABASE_URL": "postgresql://tm:s3cret@no-such-host.invalid/tm", "TM_S3_ENDPOINT_URL": s3},
+            "does not resolve",
+        ),
+        (
+            {"TM_DATABASE_URL": database.replace("/postgres?", "/no_such_db?"), "TM_S3_ENDPOINT_URL": s3},
+            "database does not exist",
+        ),
+        (
+            {
+                "TM_DATABASE_URL": database,
+                "TM_S3_ENDPOINT_URL": s3,
+                "AWS_ACCESS_KEY_ID": "",
+                "AWS_SECRET_ACCESS_KEY": "",
+            },
+            "no S3 credentials",
+        ),
+        (
+            {"TM_DATABASE_URL": database, "TM_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", **keys},
+            "S3 at http://127.0.0.1",
+        ),
+    ]
+    for n, (env, expected) in enumerate(cases):
+        started = time.monotonic()
+        no_aws_files = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
+        result = _start(tmp_path / str(n), **{**keys, **no_aws_files, **wait, **env})
+        line = _last_line(result)
+        assert result.returncode == 1, (expected, line)
+        assert expected in line and "s3cret" not in result.stdout + result.stderr, (expected, line)
+        assert time.monotonic() - started < 30, expected
+        assert not (tmp_path / str(n) / "postgres").exists() and not (tmp_path / str(n) / "s3").exists()
