@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from service.database import Database
+from service.errors import ServiceError
 from service.slots import Slots
 from service.sweeper import Sweeper
 
@@ -114,7 +115,10 @@ def limits(
         for reason, count in sorted(sweeper.deletions.items()):
             deletions.add_metric([reason], count)
         yield deletions
-        depth, age = export_queue()
+        try:
+            depth, age = export_queue()
+        except ServiceError:  # the database is down: the other series matter most now
+            return
         yield gauge("tm_export_queue_depth", "Export bundles waiting to be rendered, all replicas.", depth)
         yield gauge("tm_export_queue_oldest_seconds", "How long the oldest waiting bundle has waited.", age)
 

@@ -124,6 +124,9 @@ def test_health_follows_the_stores(isolated: Isolated, store: str) -> None:
     stopped = time.monotonic()
     process.stop()
     assert _until(isolated, not_serving, stopped) >= 1  # not before the grace period
+    # A scrape during the outage still answers (the export queue, read from the database, is left out).
+    families = {family.name for family in isolated.app.metrics.registry.collect()}
+    assert "tm_transfer_slots_in_use" in families and "grpc_server_handled" in families
     process.start()
     _until(isolated, serving, time.monotonic())
     isolated.caller.save(str(uuid.uuid4()), "served again")
