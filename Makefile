@@ -17,6 +17,9 @@ help: ## List the targets
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "==> creating virtualenv in $(VENV) and installing pinned dependencies"
+	@test -x $(PY) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "make needs Python 3.11 or newer as '$(PYTHON)' ($$(command -v $(PYTHON) >/dev/null && $(PYTHON) --version 2>&1 || echo not found)): install one, or name it: make PYTHON=python3.12 ..." >&2; \
+		exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $@

@@ -24,7 +24,8 @@ def main() -> int:
     try:
         settings = Settings.from_env()
     except ConfigurationError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        for problem in str(exc).splitlines():  # every bad setting, one line each
+            print(f"configuration error: {problem}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
     if not args.migrate_only:

@@ -103,3 +103,35 @@ def test_store_problems_are_one_line_each(stack: Stack, tmp_path: Path) -> None:
         assert expected in line and "s3cret" not in result.stdout + result.stderr, (expected, line)
         assert time.monotonic() - started < 30, expected
         assert not (tmp_path / str(n) / "postgres").exists() and not (tmp_path / str(n) / "s3").exists()
+
+
+@pytest.mark.slow
+def test_every_bad_setting_is_reported_at_once(tmp_path: Path) -> None:
+    bad = {"TM_GRPC_WORKERS": "abc", "TM_LOG_LEVEL": "bogus", "TM_TLS_CERT_FILE": str(tmp_path / "missing.pem")}
+    result = _start(tmp_path, **bad, TM_TLS_KEY_FILE=str(tmp_path / "missing.key"))
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2, lines
+    assert "Traceback" not in result.stderr
+    named = ["TM_GRPC_WORKERS", "TM_LOG_LEVEL", "TM_TLS_CERT_FILE", "TM_TLS_KEY_FILE"]
+    assert len(lines) == len(named), lines
+    for name in named:
+        assert sum(line.startswith(f"configuration error: {name}") for line in lines) == 1, (name, lines)
+    assert not (tmp_path / "postgres").exists() and not (tmp_path / "s3").exists()
+
+
+def test_make_says_which_python_it_needs(tmp_path: Path) -> None:
+    old = tmp_path / "python3.9"  # answers --version like Python 3.9 and fails anything else
+    old.write_text('#!/bin/sh\nif [ "$1" = "--version" ]; then echo "Python 3.9.2"; exit 0; fi\nexit 1\n')
+    old.chmod(0o755)
+    for python, found in ((old, "Python 3.9.2"), (tmp_path / "absent", "not found")):
+        result = subprocess.run(
+            ["make", "venv", f"VENV={tmp_path / 'venv'}", f"PYTHON={python}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode != 0
+        assert f"make needs Python 3.11 or newer as '{python}' ({found})" in result.stderr
+        assert not (tmp_path / "venv").exists()
