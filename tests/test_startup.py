@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from server.embedded import free_port
+from server.embedded import EmbeddedPostgres, free_port
 from tests.conftest import Stack
 from tests.processes import ROOT
 
@@ -135,3 +135,14 @@ def test_make_says_which_python_it_needs(tmp_path: Path) -> None:
         assert result.returncode != 0
         assert f"make needs Python 3.11 or newer as '{python}' ({found})" in result.stderr
         assert not (tmp_path / "venv").exists()
+
+
+@pytest.mark.slow
+def test_an_embedded_store_started_before_another_failed_is_stopped(tmp_path: Path) -> None:
+    """Embedded PostgreSQL, then an S3 nobody answers: the start fails in one line and leaves nothing running."""
+    keys = {"AWS_ACCESS_KEY_ID": "any", "AWS_SECRET_ACCESS_KEY": "any", "TM_STORE_WAIT_SECONDS": "1"}
+    result = _start(tmp_path, TM_S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", TM_LOG_FORMAT="text", **keys)
+    line = _last_line(result)
+    assert result.returncode == 1 and "S3 at http://127.0.0.1" in line, line
+    assert (tmp_path / "postgres" / "PG_VERSION").exists()  # it did start...
+    assert not EmbeddedPostgres(tmp_path).running()  # ...and was stopped
