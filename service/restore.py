@@ -19,8 +19,8 @@ from service.models import (
     FileHead,
     Identity,
     MediaFile,
+    MessageEntry,
     MessageHead,
-    MessageVersion,
     RestoreRecord,
     RestoreResult,
     Scope,
@@ -44,7 +44,7 @@ class RestoreRequest:
     reason: str
 
 
-def _same_state(current: MessageVersion | None, target: MessageVersion) -> bool:
+def _same_state(current: MessageEntry | None, target: MessageEntry) -> bool:
     return (
         current is not None
         and not target.is_deleted
@@ -136,14 +136,15 @@ class Restorer:
         if scope in (Scope.SINGLE_FILE, Scope.FILES_ONLY):
             return 0
         tenant, chat = write.head.tenant_id, write.head.chat_id
-        at_target: dict[UUID, MessageVersion] = {
-            row.message_id: row for row in states.messages_at(write.tx, tenant, chat, target.version, with_deleted=True)
+        at_target: dict[UUID, MessageEntry] = {
+            UUID(row.message_id): row
+            for row in states.messages_at(write.tx, tenant, chat, target.version, with_deleted=True)
         }
         heads: dict[UUID, MessageHead] = {
             row.message_id: row for row in write.tx.all("all_message_heads", write.params, MessageHead)
         }
-        current: dict[UUID, MessageVersion] = {
-            row.message_id: row for row in states.messages_at(write.tx, tenant, chat, write.head.head_version)
+        current: dict[UUID, MessageEntry] = {
+            UUID(row.message_id): row for row in states.messages_at(write.tx, tenant, chat, write.head.head_version)
         }
         if scope is Scope.FULL_CHAT:
             chosen = sorted(set(heads), key=lambda m: heads[m].position)
@@ -191,10 +192,10 @@ class Restorer:
 
     @staticmethod
     def _range(
-        at_target: dict[UUID, MessageVersion], first: UUID | None, last: UUID | None, target: Snapshot
+        at_target: dict[UUID, MessageEntry], first: UUID | None, last: UUID | None, target: Snapshot
     ) -> list[UUID]:
-        alive = sorted((m for m in at_target.values() if not m.is_deleted), key=lambda m: m.position)
-        ids = [m.message_id for m in alive]
+        alive = sorted((item for item in at_target.items() if not item[1].is_deleted), key=lambda i: i[1].position)
+        ids = [message_id for message_id, _ in alive]
         for field, message_id in (("first_message_id", first), ("last_message_id", last)):
             if message_id not in ids:
                 raise NotFound(f"message_range.{field} {message_id} was not in the chat at snapshot {target.id}")

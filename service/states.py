@@ -30,20 +30,12 @@ def messages_at(
     after_position: int = 0,
     limit: int | None = None,
     with_deleted: bool = False,
-) -> list[MessageVersion]:
-    """The chat's messages at `version` in chat order (tombstones too when asked)."""
-    rows: list[MessageVersion] = tx.all(
-        "messages_at_version", _at(tenant_id, chat_id, version, after_position, limit, with_deleted), MessageVersion
-    )
-    return rows
-
-
-def entries_at(
-    tx: Transaction, tenant_id: UUID, chat_id: UUID, version: int, *, after_position: int = 0, limit: int
 ) -> list[MessageEntry]:
-    """The live messages at `version` as an answer carries them, in chat order after a position."""
+    """The chat's messages at `version` in chat order (tombstones too when asked)."""
     rows: list[MessageEntry] = tx.all(
-        "message_entries_at_version", _at(tenant_id, chat_id, version, after_position, limit, False), MessageEntry
+        "message_entries_at_version",
+        _at(tenant_id, chat_id, version, after_position, limit, with_deleted),
+        MessageEntry,
     )
     return rows
 

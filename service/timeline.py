@@ -55,7 +55,7 @@ def _page_at(tx: Transaction, tenant: UUID, chat: UUID, version: int, after: int
     page token without a size used to fall back to pages of 100).
     """
     if size:
-        return states.entries_at(tx, tenant, chat, version, after_position=after, limit=size + 1)
+        return states.messages_at(tx, tenant, chat, version, after_position=after, limit=size + 1)
     with closing(states.stream_entries_at(tx, tenant, chat, version, after_position=after)) as rows:
         return paging.until_full(rows, _weight)
 

@@ -182,15 +182,16 @@ class Served:
     stub: service_pb2_grpc.TimeMachineServiceStub
 
 
+def quiet_settings(**changes: Any) -> Settings:
+    """Settings for a second server in a test: a free port, no export worker, no sweeper, and `changes`."""
+    defaults: dict[str, Any] = {"grpc_address": "127.0.0.1:0", "export_workers": 0, "sweeper_interval_seconds": 0}
+    return replace(Settings.from_env(), **(defaults | changes))
+
+
 @contextmanager
 def serving(stack: Stack, **settings: Any) -> Iterator[Served]:
     """A second server over the session's stores, with some settings changed."""
-    app = App(
-        replace(
-            Settings.from_env(), grpc_address="127.0.0.1:0", export_workers=0, sweeper_interval_seconds=0, **settings
-        ),
-        stack.stores,
-    )
+    app = App(quiet_settings(**settings), stack.stores)
     app.start()
     address = f"127.0.0.1:{app.port}"
     channel = grpc.insecure_channel(address)

@@ -6,7 +6,6 @@ import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import grpc
 import pytest
@@ -16,22 +15,14 @@ from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
-from service.config import Settings
-from tests.conftest import Caller, Stack, rpc_error, upload_stream
+from tests.conftest import Caller, Stack, quiet_settings, rpc_error, upload_stream
 
 SERVICE = "timemachine.v1.TimeMachineService"
 
 
 @pytest.fixture
 def measured(stack: Stack) -> Iterator[tuple[App, Caller]]:
-    settings = replace(
-        Settings.from_env(),
-        grpc_address="127.0.0.1:0",
-        export_workers=0,
-        sweeper_interval_seconds=0,
-        metrics_address="127.0.0.1:0",
-    )
-    app = App(settings, stack.stores)
+    app = App(quiet_settings(metrics_address="127.0.0.1:0"), stack.stores)
     app.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
     try:

@@ -20,9 +20,8 @@ import pytest
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
-from service.config import Settings
 from service.database import Database
-from tests.conftest import Caller, Stack, contents
+from tests.conftest import Caller, Stack, contents, quiet_settings
 from tests.standby import Standby
 
 
@@ -66,14 +65,7 @@ def replicated(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     standby.start()
     reads = Database(standby.url, min_size=1, max_size=4)
     reads.open()
-    settings = replace(
-        Settings.from_env(),
-        grpc_address="127.0.0.1:0",
-        export_workers=0,
-        sweeper_interval_seconds=0,
-        database_read_url=standby.url,
-    )
-    app = App(settings, replace(stack.stores, reads=reads))
+    app = App(quiet_settings(database_read_url=standby.url), replace(stack.stores, reads=reads))
     app.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
     caller = Caller(service_pb2_grpc.TimeMachineServiceStub(channel), str(uuid.uuid4()), str(uuid.uuid4()))

@@ -281,6 +281,8 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
         tsquery = conn.execute("select websearch_to_tsquery('simple', 'common')::text").fetchone()
     assert version is not None and tsquery is not None and a_file is not None
     file_id, key, key_version = a_file
+    search = {"tenant_id": tenant, "chat_id": chat, "tsquery": tsquery[0], "include_history": True}
+    search |= {"limit": 21, "offset": 0}
     lookups = {
         "snapshot_by_id": {"tenant_id": tenant, "snapshot_id": uuid.UUID(scene.large.head_snapshot_id)},
         "file_by_id": {"tenant_id": tenant, "file_id": file_id},
@@ -292,22 +294,8 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
             "position": version[2],
             "version": version[3],
         },
-        "search_messages": {
-            "tenant_id": tenant,
-            "chat_id": chat,
-            "tsquery": tsquery[0],
-            "include_history": True,
-            "limit": 21,
-            "offset": 0,
-        },
-        "search_files": {
-            "tenant_id": tenant,
-            "chat_id": chat,
-            "tsquery": tsquery[0],
-            "include_history": True,
-            "limit": 21,
-            "offset": 0,
-        },
+        "search_messages": search,
+        "search_files": search,
         "object_references": {  # the sweeper, a page of listed objects at a time
             "keys": [key, f"tenants/{tenant}/objects/{uuid.uuid4()}"],
             "versions": [key_version, "v1"],

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -15,8 +14,7 @@ from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.embedded import free_port
-from service.config import Settings
-from tests.conftest import Caller, Stack, rpc_error
+from tests.conftest import Caller, Stack, quiet_settings, rpc_error
 
 CONFIG = Path(__file__).resolve().parent.parent / "proto" / "timemachine" / "v1" / "service_config.json"
 # The test's channel reconnects soon after a refusal (gRPC's default first reconnect waits ~1 s).
@@ -38,9 +36,7 @@ def _read_while_the_server_comes_up(
 ) -> grpc.RpcError | None:
     """A GetChat sent while nothing listens yet; the server starts 0.3 s later. Its error, or None."""
     port = free_port()
-    app = App(
-        replace(Settings.from_env(), export_workers=0, sweeper_interval_seconds=0), stack.stores, f"127.0.0.1:{port}"
-    )
+    app = App(quiet_settings(), stack.stores, f"127.0.0.1:{port}")
     starter = threading.Timer(0.3, app.start)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[*FAST_RECONNECT, *options])
     stub = service_pb2_grpc.TimeMachineServiceStub(channel)

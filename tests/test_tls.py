@@ -10,7 +10,7 @@ import ssl
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -27,7 +27,7 @@ from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from service.config import Settings
 from service.errors import ConfigurationError
-from tests.conftest import Stack
+from tests.conftest import Stack, quiet_settings
 
 MD = (("x-tenant-id", str(uuid.uuid4())), ("x-user-id", str(uuid.uuid4())))
 
@@ -108,11 +108,7 @@ def tls_files(tmp_path: Path) -> Files:
 
 @contextmanager
 def serving_tls(stack: Stack, files: Files, *, mutual: bool) -> Iterator[App]:
-    settings = replace(
-        Settings.from_env(),
-        grpc_address="127.0.0.1:0",
-        export_workers=0,
-        sweeper_interval_seconds=0,
+    settings = quiet_settings(
         tls_cert_file=files.cert,
         tls_key_file=files.key,
         tls_client_ca_file=files.client_ca if mutual else None,

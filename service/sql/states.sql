@@ -6,31 +6,14 @@
 -- What a version's later rows say about it (still current? superseded when?)
 -- comes from its neighbours in that order, through window functions.
 
--- name: messages_at_version
+-- name: message_entries_at_version
 -- The chat at version N, in chat order after a position (0: from the start),
 -- `limit` messages (NULL: all); tombstones too when `with_deleted`. A message's
 -- versions are adjacent in (position, version) order, so its state at N is the
 -- version written at or before N whose successor (if any) came after N.
-SELECT id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version, position, role, content,
-       model_id, metadata, tokens, is_deleted, edit_reason, edited_by, created_at, original_created_at,
-       next_chat_version IS NULL AS is_active, superseded_at
-FROM (
-    SELECT v.*, lead(v.chat_version) OVER w AS next_chat_version, lead(v.created_at) OVER w AS superseded_at
-    FROM tm_message_versions v
-    WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s AND v.position > %(after_position)s
-    WINDOW w AS (PARTITION BY v.position ORDER BY v.version)
-) v
-WHERE v.chat_version <= %(version)s
-  AND (v.next_chat_version IS NULL OR v.next_chat_version > %(version)s)
-  AND (%(with_deleted)s OR NOT v.is_deleted)
-ORDER BY v.position
-LIMIT %(limit)s
-
--- name: message_entries_at_version
--- The same rows as messages_at_version, as an answer carries them
--- (service/models.py, MessageEntry): ids as text and times as microseconds
--- since the epoch, which the driver loads at a third of the cost of UUIDs and
--- datetimes. Live messages only: what GetChat and GetChatAtSnapshot show.
+-- Rows as an answer carries them (service/models.py, MessageEntry): ids as
+-- text and times as microseconds since the epoch, which the driver loads at
+-- a third of the cost of UUIDs and datetimes.
 SELECT id::text AS id, chat_id::text AS chat_id, message_id::text AS message_id,
        snapshot_id::text AS snapshot_id, chat_version, version, position, role, content, model_id, metadata,
        tokens, is_deleted, edit_reason, edited_by::text AS edited_by,
@@ -45,7 +28,7 @@ FROM (
 ) v
 WHERE v.chat_version <= %(version)s
   AND (v.next_chat_version IS NULL OR v.next_chat_version > %(version)s)
-  AND NOT v.is_deleted
+  AND (%(with_deleted)s OR NOT v.is_deleted)
 ORDER BY v.position
 LIMIT %(limit)s
 
