@@ -29,22 +29,35 @@ LARGE, LARGE_VERSIONS = 10_000, 3
 RESTORED, RESTORED_VERSIONS = 1_000, 3
 SAMPLES = 7
 
-# The minimal SQL that writes what a FULL_CHAT restore writes: a snapshot and
-# one new version per changed message, copied from the target state.
+# The minimal SQL that writes the rows a FULL_CHAT restore writes: one new
+# version per message, copied from the target state, its search document, and
+# the message's head pointing at it (no snapshot, checksum or audit row).
 RAW_RESTORE = """
-WITH target AS (
-    SELECT * FROM (
-        SELECT v.*, lead(v.chat_version) OVER w AS next_cv
+WITH target AS (  -- each message's version at N, or a tombstone for one born after N
+    SELECT v.*, v.first_cv > %(version)s AS born_after FROM (
+        SELECT v.*, lead(v.chat_version) OVER w AS next_cv, first_value(v.chat_version) OVER w AS first_cv
         FROM tm_message_versions v
         WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s
         WINDOW w AS (PARTITION BY v.position ORDER BY v.version)
-    ) v WHERE v.chat_version <= %(version)s AND (v.next_cv IS NULL OR v.next_cv > %(version)s)
+    ) v WHERE (v.chat_version <= %(version)s AND (v.next_cv IS NULL OR v.next_cv > %(version)s))
+           OR (v.first_cv > %(version)s AND v.next_cv IS NULL)
+), version AS (
+    INSERT INTO tm_message_versions (id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
+                                     position, role, content, is_deleted, created_at, original_created_at)
+    SELECT gen_random_uuid(), tenant_id, chat_id, message_id, snapshot_id, chat_version, version + 100000,
+           position, role, CASE WHEN born_after THEN '' ELSE content END, is_deleted OR born_after, now(),
+           original_created_at
+    FROM target
+    RETURNING id, tenant_id, chat_id, message_id, position, version, content, is_deleted
+), document AS (
+    INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
+    SELECT tenant_id, chat_id, 'message', id, tm_message_document(content) FROM version WHERE NOT is_deleted
 )
-INSERT INTO tm_message_versions (id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
-                                 position, role, content, created_at, original_created_at)
-SELECT gen_random_uuid(), tenant_id, chat_id, message_id, snapshot_id, chat_version, version + 100000,
-       position, role, content, now(), original_created_at
-FROM target
+INSERT INTO tm_messages (tenant_id, chat_id, message_id, position, current_version_id, version, is_deleted,
+                         tokens, element_hash, original_created_at)
+SELECT tenant_id, chat_id, message_id, position, id, version, is_deleted, 0, '', now() FROM version
+ON CONFLICT (tenant_id, chat_id, message_id) DO UPDATE
+SET current_version_id = excluded.current_version_id, version = excluded.version, is_deleted = excluded.is_deleted
 """
 
 
@@ -126,10 +139,10 @@ def measure(runtime: Runtime, stub: service_pb2_grpc.TimeMachineServiceStub) -> 
         return lambda: conn.execute(query(name), params).fetchall()
 
     def raw_restore() -> None:
-        with conn.transaction():
-            for version in (10, RESTORED * RESTORED_VERSIONS):
+        for version in (10, RESTORED * RESTORED_VERSIONS):  # each rolled back: the raw side writes no history
+            with conn.transaction():
                 conn.execute(RAW_RESTORE, {"tenant_id": tenant, "chat_id": restored, "version": version})
-            raise psycopg.Rollback()
+                raise psycopg.Rollback()
 
     pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "get_chat_10k": (get_chat, raw("message_entries_at_version", {**at, "version": head})),

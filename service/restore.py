@@ -10,16 +10,17 @@ cannot move underneath it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from service import states
+from service import checksum, states
 from service.database import Database
 from service.errors import FieldViolation, InvalidArgument, NotFound
 from service.models import (
     FileHead,
     Identity,
     MediaFile,
-    MessageEntry,
     MessageHead,
     RestoreRecord,
     RestoreResult,
@@ -29,7 +30,7 @@ from service.models import (
 )
 from service.timeline import find_snapshot
 from service.validation import Checker
-from service.writes import Replay, Write, WriteOptions, open_write
+from service.writes import ContentCopy, Replay, Write, WriteOptions, open_write
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,41 @@ class RestoreRequest:
     reason: str
 
 
-def _same_state(current: MessageEntry | None, target: MessageEntry) -> bool:
-    return (
-        current is not None
-        and not target.is_deleted
-        and (current.role, current.content, current.model_id, current.tokens, current.metadata)
-        == (target.role, target.content, target.model_id, target.tokens, target.metadata)
-    )
+class MessagePlan(NamedTuple):
+    """A message as it is now and as it was at the target (service/sql/states.sql, restore_message_plan)."""
+
+    message_id: UUID
+    position: int
+    now_id: UUID
+    now_version: int
+    now_deleted: bool
+    now_tokens: int
+    now_role: str
+    now_model_id: str
+    original_created_at: datetime
+    existed: bool  # whether the message existed at the target; the target_* fields and those below are its then
+    target_id: UUID | None
+    target_deleted: bool
+    role: str
+    model_id: str
+    metadata: dict[str, Any]
+    tokens: int
+    unchanged: bool  # alive then and now, with the same fields: nothing to restore
+    now_element: str | None  # checksum elements, only where a version will be written
+    target_element: str | None
+
+    def head(self) -> MessageHead:
+        """The message's head as the write pipeline stages a version over it."""
+        return MessageHead(
+            message_id=self.message_id,
+            position=self.position,
+            current_version_id=self.now_id,
+            version=self.now_version,
+            is_deleted=self.now_deleted,
+            tokens=self.now_tokens,
+            element_hash=self.now_element or checksum.ZERO,
+            original_created_at=self.original_created_at,
+        )
 
 
 class Restorer:
@@ -135,67 +164,58 @@ class Restorer:
     ) -> int:
         if scope in (Scope.SINGLE_FILE, Scope.FILES_ONLY):
             return 0
-        tenant, chat = write.head.tenant_id, write.head.chat_id
-        at_target: dict[UUID, MessageEntry] = {
-            UUID(row.message_id): row
-            for row in states.messages_at(write.tx, tenant, chat, target.version, with_deleted=True)
-        }
-        heads: dict[UUID, MessageHead] = {
-            row.message_id: row for row in write.tx.all("all_message_heads", write.params, MessageHead)
-        }
-        current: dict[UUID, MessageEntry] = {
-            UUID(row.message_id): row for row in states.messages_at(write.tx, tenant, chat, write.head.head_version)
-        }
+        plan: list[MessagePlan] = write.tx.all(
+            "restore_message_plan", {**write.params, "version": target.version}, MessagePlan
+        )
         if scope is Scope.FULL_CHAT:
-            chosen = sorted(set(heads), key=lambda m: heads[m].position)
+            chosen = plan
         elif scope is Scope.SINGLE_MESSAGE:
-            chosen = list(dict.fromkeys(message_ids))
-            for message_id in chosen:
-                if message_id not in at_target:
+            by_id = {row.message_id: row for row in plan}
+            chosen = []
+            for message_id in dict.fromkeys(message_ids):
+                row = by_id.get(message_id)
+                if row is None or not row.existed:
                     raise NotFound(f"message {message_id} did not exist at snapshot {target.id}")
+                chosen.append(row)
         else:
-            chosen = self._range(at_target, first, last, target)
+            chosen = self._range(plan, first, last, target)
         restored = 0
-        for message_id in chosen:
-            wanted = at_target.get(message_id)
-            now = current.get(message_id)
-            if wanted is None or wanted.is_deleted:
-                if now is None:
-                    continue
+        for row in chosen:
+            if row.unchanged or (row.now_deleted and (not row.existed or row.target_deleted)):
+                continue
+            if row.existed and not row.target_deleted:
+                assert row.target_id is not None and row.target_element is not None
                 write.put_message(
-                    message_id,
-                    heads[message_id],
-                    role=now.role,
+                    row.message_id,
+                    row.head(),
+                    role=row.role,
+                    content=None,
+                    copy=ContentCopy(row.target_id, row.target_element),
+                    model_id=row.model_id,
+                    metadata=row.metadata,
+                    tokens=row.tokens,
+                    is_deleted=False,
+                    edit_reason=f"restored from version {target.version}",
+                )
+            else:  # the message did not exist then, or was deleted: it leaves the view again
+                write.put_message(
+                    row.message_id,
+                    row.head(),
+                    role=row.now_role,
                     content="",
-                    model_id=now.model_id,
+                    model_id=row.now_model_id,
                     metadata={},
                     tokens=0,
                     is_deleted=True,
                     edit_reason=f"restored to version {target.version}",
                 )
-            elif _same_state(now, wanted):
-                continue
-            else:
-                write.put_message(
-                    message_id,
-                    heads[message_id],
-                    role=wanted.role,
-                    content=wanted.content,
-                    model_id=wanted.model_id,
-                    metadata=wanted.metadata,
-                    tokens=wanted.tokens,
-                    is_deleted=False,
-                    edit_reason=f"restored from version {target.version}",
-                )
             restored += 1
         return restored
 
     @staticmethod
-    def _range(
-        at_target: dict[UUID, MessageEntry], first: UUID | None, last: UUID | None, target: Snapshot
-    ) -> list[UUID]:
-        alive = sorted((item for item in at_target.items() if not item[1].is_deleted), key=lambda i: i[1].position)
-        ids = [message_id for message_id, _ in alive]
+    def _range(plan: list[MessagePlan], first: UUID | None, last: UUID | None, target: Snapshot) -> list[MessagePlan]:
+        alive = [row for row in plan if row.existed and not row.target_deleted]  # in chat order
+        ids = [row.message_id for row in alive]
         for field, message_id in (("first_message_id", first), ("last_message_id", last)):
             if message_id not in ids:
                 raise NotFound(f"message_range.{field} {message_id} was not in the chat at snapshot {target.id}")
@@ -205,7 +225,7 @@ class Restorer:
             raise InvalidArgument(
                 [FieldViolation("message_range", "first_message_id comes after last_message_id in chat order")]
             )
-        return ids[start : end + 1]
+        return alive[start : end + 1]
 
     def _restore_files(self, write: Write, target: Snapshot, scope: Scope, file_ids: list[UUID]) -> int:
         if scope in (Scope.SINGLE_MESSAGE, Scope.MESSAGE_RANGE):

@@ -9,7 +9,7 @@ staged deltas only (O(changed elements), never O(chat)).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from psycopg.types.json import Jsonb
@@ -45,7 +45,7 @@ class StagedMessage:
     version: int
     position: int
     role: str
-    content: str
+    content: str | None  # None: copied in SQL from version `copy_of` (a restore)
     model_id: str
     metadata: dict[str, Any]
     tokens: int
@@ -55,7 +55,20 @@ class StagedMessage:
     element_hash: str
     # The version this one replaces as the message's current one (None: a new message).
     superseded: UUID | None
+    copy_of: UUID | None = None
     id: UUID = field(default_factory=uuid4)
+
+
+class ContentCopy(NamedTuple):
+    """A new version's content taken from an earlier version where it is stored.
+
+    A restore brings back thousands of versions whose content the database
+    already holds: they need not travel to us and back. `element` is that
+    content's checksum element, computed in SQL (migrations/012).
+    """
+
+    version_id: UUID
+    element: str
 
 
 class Replay(Exception):
@@ -127,14 +140,20 @@ class Write:
         previous: MessageHead | None,
         *,
         role: str,
-        content: str,
+        content: str | None,
         model_id: str,
         metadata: dict[str, Any],
         tokens: int,
         is_deleted: bool,
         edit_reason: str = "",
+        copy: ContentCopy | None = None,
     ) -> StagedMessage:
-        """Stage a new version of a message and move counts and checksum."""
+        """Stage a new version of a message and move counts and checksum.
+
+        With `copy`, `content` must be None: the version's content is the
+        copied version's, and its checksum element is the one given.
+        """
+        assert (content is None) == (copy is not None), "content comes either given or copied"
         if previous is not None and not previous.is_deleted:
             self.state.remove(checksum.from_hex(previous.element_hash))
             self.message_count -= 1
@@ -144,7 +163,13 @@ class Write:
             self.next_position += 1
         else:
             position = previous.position
-        element = 0 if is_deleted else checksum.message_element(message_id, position, role, content)
+        if is_deleted:
+            element = 0
+        elif copy is not None:
+            element = checksum.from_hex(copy.element)
+        else:
+            assert content is not None
+            element = checksum.message_element(message_id, position, role, content)
         if not is_deleted:
             self.state.add(element)
             self.message_count += 1
@@ -163,6 +188,7 @@ class Write:
             original_created_at=previous.original_created_at if previous else None,
             element_hash=checksum.to_hex(element),
             superseded=previous.current_version_id if previous else None,
+            copy_of=copy.version_id if copy is not None else None,
         )
         self.messages.append(staged)
         return staged
@@ -283,6 +309,7 @@ class Write:
 
     def _version_of(self, staged: StagedMessage, snapshot: Snapshot) -> MessageVersion:
         """The row insert_snapshot wrote for `staged`: every value is known here but the snapshot's."""
+        assert staged.content is not None, "copied content is not known here: commit with returning=False"
         return MessageVersion(
             id=staged.id,
             tenant_id=self.head.tenant_id,
@@ -319,6 +346,7 @@ def _staged_json(m: StagedMessage) -> dict[str, Any]:
         "id": str(m.id),
         "message_id": str(m.message_id),
         "original_created_at": m.original_created_at.isoformat() if m.original_created_at else None,
+        "copy_of": str(m.copy_of) if m.copy_of else None,
     }
 
 

@@ -116,6 +116,20 @@ def test_search_documents_are_readable_only_through_the_search_function(stack: S
             assert mine.fetchone() == (1,)
 
 
+def test_a_copied_document_comes_only_from_the_callers_tenant(
+    stack: Stack, caller: Caller, other: Caller, chat_id: str
+) -> None:
+    """Restores copy a version's search document by id (tm_copied_document): never another tenant's."""
+    theirs = other.save(chat_id, "theirsecret").message.id
+    with _as_service_role(stack) as conn, conn.transaction():
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (caller.tenant_id,))
+        copied = conn.execute("select tm_copied_document(%s, 'mine')::text", (theirs,)).fetchone()
+        assert copied == ("'mine':1",)
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (other.tenant_id,))
+        copied = conn.execute("select tm_copied_document(%s, 'mine')::text", (theirs,)).fetchone()
+        assert copied == ("'theirsecret':1",)
+
+
 def test_service_role_cannot_write_another_tenant_or_delete_history(stack: Stack, caller: Caller, chat_id: str) -> None:
     caller.save(chat_id, "row")
     with _as_service_role(stack) as conn:

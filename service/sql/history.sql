@@ -55,10 +55,17 @@ WITH snapshot AS (
     WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
     RETURNING pg_notify('tm_chat_events', c.tenant_id::text || '/' || c.chat_id::text)
 ), staged AS (
-    SELECT * FROM jsonb_to_recordset(%(staged)s::jsonb)
+    -- A version that copies another's content (a restore) reads it here, by
+    -- its full key: a subquery per row, which no plan turns into a scan.
+    SELECT s.id, s.message_id, s.version, s.position, s.role, s.model_id, s.metadata, s.tokens, s.is_deleted,
+           s.edit_reason, s.original_created_at, s.element_hash, s.copy_of,
+           coalesce(s.content, (SELECT v.content FROM tm_message_versions v
+                                WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s
+                                  AND v.id = s.copy_of)) AS content
+    FROM jsonb_to_recordset(%(staged)s::jsonb)
         AS s (id uuid, message_id uuid, version bigint, position bigint, role text, content text,
               model_id text, metadata jsonb, tokens bigint, is_deleted boolean, edit_reason text,
-              original_created_at timestamptz, element_hash text)
+              original_created_at timestamptz, element_hash text, copy_of uuid)
 ), version AS (
     INSERT INTO tm_message_versions (
         id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
@@ -68,11 +75,13 @@ WITH snapshot AS (
            m.position, m.role, m.content, m.model_id, m.metadata, m.tokens, m.is_deleted, m.edit_reason,
            %(user_id)s, s.created_at, coalesce(m.original_created_at, s.created_at)
     FROM staged m, snapshot s
-    RETURNING id, tenant_id, chat_id, content, is_deleted
 ), document AS (
+    -- A copy's words are its source's: taken, not parsed again (migrations/012).
     INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
-    SELECT tenant_id, chat_id, 'message', id, tm_message_document(content)
-    FROM version WHERE NOT is_deleted
+    SELECT %(tenant_id)s, %(chat_id)s, 'message', m.id,
+           CASE WHEN m.copy_of IS NULL THEN tm_message_document(m.content)
+                ELSE tm_copied_document(m.copy_of, m.content) END
+    FROM staged m WHERE NOT m.is_deleted
 ), retired AS (
     UPDATE tm_search_documents SET is_current = false
     WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND ref_id = ANY(%(superseded)b::uuid[])
@@ -111,9 +120,3 @@ RETURNING *
 -- name: restore_by_snapshot
 SELECT * FROM tm_restores
 WHERE tenant_id = %(tenant_id)s AND to_snapshot_id = %(snapshot_id)s
-
--- name: all_message_heads
-SELECT message_id, position, current_version_id, version, is_deleted, tokens,
-       element_hash, original_created_at
-FROM tm_messages
-WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s

@@ -32,6 +32,55 @@ WHERE v.chat_version <= %(version)s
 ORDER BY v.position
 LIMIT %(limit)s
 
+-- name: restore_message_plan
+-- Every message of the chat as it was at version N and as it is now, for a
+-- restore: a row per message that existed at N (its version then) and per
+-- message born after N (its current version, `existed` false), each with the
+-- fields of the message's current version (now_*). One pass over the chat's
+-- versions in key order keeps each message's version at N and its current
+-- one (at most two rows a message); a second window pairs them. No join, so
+-- no plan is worse than linear in the chat. Content stays here: the caller
+-- learns whether the two states are the same and the checksum elements of
+-- the versions that differ (migrations/012), and the write copies content by
+-- version id.
+SELECT message_id, position, now_id, now_version, now_deleted, now_tokens, now_role, now_model_id,
+       original_created_at, existed, id AS target_id, is_deleted AS target_deleted, role, model_id, metadata,
+       tokens, unchanged,
+       CASE WHEN NOT unchanged AND NOT now_deleted
+            THEN tm_message_element(message_id, position, now_role, now_content) END AS now_element,
+       CASE WHEN existed AND NOT unchanged AND NOT is_deleted
+            THEN tm_message_element(message_id, position, role, content) END AS target_element
+FROM (
+    SELECT v.*,
+           coalesce(v.existed AND NOT v.is_deleted AND NOT v.now_deleted
+                    AND (v.role, v.content, v.model_id, v.tokens, v.metadata)
+                        = (v.now_role, v.now_content, v.now_model_id, v.now_tokens, v.now_metadata),
+                    false) AS unchanged
+    FROM (
+        SELECT v.*, v.first_chat_version <= %(version)s AS existed,
+               row_number() OVER w AS nth,
+               last_value(v.id) OVER rest AS now_id, last_value(v.version) OVER rest AS now_version,
+               last_value(v.is_deleted) OVER rest AS now_deleted, last_value(v.tokens) OVER rest AS now_tokens,
+               last_value(v.role) OVER rest AS now_role, last_value(v.model_id) OVER rest AS now_model_id,
+               last_value(v.content) OVER rest AS now_content, last_value(v.metadata) OVER rest AS now_metadata
+        FROM (
+            SELECT v.id, v.message_id, v.position, v.version, v.chat_version, v.role, v.content, v.model_id,
+                   v.metadata, v.tokens, v.is_deleted, v.original_created_at,
+                   lead(v.chat_version) OVER w AS next_chat_version,
+                   first_value(v.chat_version) OVER w AS first_chat_version
+            FROM tm_message_versions v
+            WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s
+            WINDOW w AS (PARTITION BY v.position ORDER BY v.version)
+        ) v
+        WHERE v.next_chat_version IS NULL  -- current
+           OR (v.chat_version <= %(version)s AND v.next_chat_version > %(version)s)  -- at N, since replaced
+        WINDOW w AS (PARTITION BY v.position ORDER BY v.version),
+               rest AS (w ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)
+    ) v
+    WHERE v.nth = 1  -- the version at N, or the current one of a message born after N
+) v
+ORDER BY position
+
 -- name: message_versions
 -- One message's versions, newest first, below `before_version`, at most
 -- `limit` (NULL: all); only the one chat version `chat_version` wrote when set.
