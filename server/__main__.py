@@ -8,9 +8,10 @@ import signal
 import sys
 import threading
 
-from server import logs, ports
+from server import logs, ports, tracing
 from server.app import App
 from server.bootstrap import Runtime
+from server.tracing import Tracing
 from service.config import Settings
 from service.errors import ConfigurationError, Unavailable
 
@@ -41,7 +42,9 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    runtime = Runtime(settings)
+    tracer = Tracing(tracing.provider_from_env())
+    tracer.instrument_s3()
+    runtime = Runtime(settings, tracer)
     app: App | None = None
     try:
         runtime.start_stores()
@@ -49,8 +52,10 @@ def main() -> int:
         if args.migrate_only:
             return 0
         stores = runtime.open()
-        app = App(settings, stores)
+        app = App(settings, stores, tracer=tracer)
         app.start()
+        if tracer.enabled:
+            log.info("tracing: spans go to the OTLP endpoint in OTEL_EXPORTER_OTLP_*")
         tls = app.tls
         if tls is not None:  # renewed certificate files are read again at the next handshake
             signal.signal(signal.SIGHUP, lambda *_: tls.reload())
@@ -78,6 +83,7 @@ def main() -> int:
         if app is not None:
             app.stop()
         runtime.stop()
+        tracer.shutdown()  # the last spans are sent
         log.info("stopped")
 
 

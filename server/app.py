@@ -21,6 +21,7 @@ from server.readiness import Readiness
 from server.servicer import Product, TimeMachineServicer
 from server.tls import ReloadingCredentials, TlsFiles
 from server.tokens import TokenRules, TokenVerifier
+from server.tracing import Tracing
 from service.compare import Comparer
 from service.config import Settings
 from service.database import Database
@@ -216,7 +217,9 @@ def keepalive_options(seconds: int) -> list[tuple[str, int]]:
 class App:
     """A started gRPC server with health and reflection."""
 
-    def __init__(self, settings: Settings, stores: Stores, address: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, stores: Stores, address: str | None = None, tracer: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.stores = stores
         self.health = health.HealthServicer()
@@ -224,7 +227,7 @@ class App:
         admission = Admission(transfer_slots=max(1, settings.grpc_workers // 2))
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-            interceptors=[ServiceInterceptor(_authenticator(settings), admission, self.metrics)],
+            interceptors=[ServiceInterceptor(_authenticator(settings), admission, self.metrics, tracer)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -279,7 +282,14 @@ class App:
     def _measure(self, stores: Stores, admission: Admission, product: Product) -> None:
         pools = [("primary", stores.db)] + ([("standby", stores.reads)] if stores.reads is not None else [])
         self.metrics.gauges.add(
-            metrics.limits(pools, admission.slots, product.watcher.slots, self.sweeper, lambda: export_queue(stores.db))
+            metrics.limits(
+                pools,
+                stores.vault,
+                admission.slots,
+                product.watcher.slots,
+                self.sweeper,
+                lambda: export_queue(stores.db),
+            )
         )
 
     def start(self) -> None:

@@ -9,6 +9,7 @@ import psycopg
 from server import preflight
 from server.app import Stores
 from server.embedded import DataDirLock, EmbeddedPostgres, EmbeddedS3
+from server.tracing import Tracing
 from service import migrations
 from service.config import Settings
 from service.database import Database
@@ -21,8 +22,9 @@ log = logging.getLogger("timemachine")
 class Runtime:
     """Everything the server needs besides gRPC, started in order, stopped in reverse."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracer: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracer or Tracing(None)
         self.postgres: EmbeddedPostgres | None = None
         self.s3: EmbeddedS3 | None = None
         self.database_url = settings.database_url or ""
@@ -67,6 +69,7 @@ class Runtime:
             statement_timeout=s.db_statement_timeout_seconds,
             lock_timeout=s.db_lock_timeout_seconds,
             idle_in_transaction_timeout=s.db_idle_in_transaction_seconds,
+            on_connect=self.tracing.connection_hook(),
         )
         db.open()
         reads = None
@@ -78,6 +81,7 @@ class Runtime:
                 statement_timeout=s.db_statement_timeout_seconds,
                 lock_timeout=s.db_lock_timeout_seconds,
                 idle_in_transaction_timeout=s.db_idle_in_transaction_seconds,
+                on_connect=self.tracing.connection_hook(),
             )
             reads.open()
             log.info("reads that may lag go to TM_DATABASE_READ_URL")

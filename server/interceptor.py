@@ -1,4 +1,4 @@
-"""One interceptor for identity, error mapping, metrics and access logs.
+"""One interceptor for identity, error mapping, metrics, traces and access logs.
 
 It wraps each handler's behaviour so that everything runs in the worker
 thread that serves the call: the identity is bound there, and any exception
@@ -21,7 +21,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server import identity
+from server import identity, tracing
 from server.admission import Admission
 from server.metrics import Metrics
 from service import deadline, errors
@@ -113,10 +113,17 @@ def _grpc_type(handler: Any) -> str:
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, authenticator: identity.Authenticator, admission: Admission, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        authenticator: identity.Authenticator,
+        admission: Admission,
+        metrics: Metrics,
+        tracer: tracing.Tracing | None = None,
+    ) -> None:
         self.authenticator = authenticator
         self.admission = admission
         self.metrics = metrics
+        self.tracing = tracer or tracing.Tracing(None)
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -138,48 +145,51 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         def call(context: grpc.ServicerContext, request: Any = None) -> Iterator[None]:
             started = time.perf_counter()
             metrics.started.labels(*labels).inc()
-            token = None
-            who = None
-            code = grpc.StatusCode.OK
-            deadline_token = deadline.bind(context.time_remaining())
-            try:
-                if guarded:
-                    who = self.authenticator.identify(
-                        context.invocation_metadata(), user_required=name in USER_REQUIRED
-                    )
-                    token = identity.bind(who)
-                with self.admission.admit(name) if guarded else nullcontext():
-                    yield
-            except Exception as exc:
-                if isinstance(exc, grpc.RpcError) and not context.is_active():
-                    # A request stream broke because the caller went away (cancelled,
-                    # or its connection was lost): no one hears the answer, no bug of ours.
-                    code = grpc.StatusCode.CANCELLED
-                    status = status_pb2.Status(code=code_pb2.CANCELLED, message="the caller went away")
-                else:
-                    code, status = to_status(exc)
-                    if code is grpc.StatusCode.INTERNAL:  # a bug of ours, never the caller's mistake
-                        log.exception("%s failed: %s", method, status.message)
-                context.abort_with_status(rpc_status.to_status(status))
-            finally:
-                deadline.unbind(deadline_token)
-                if token is not None:
-                    identity.unbind(token)
-                elapsed = time.perf_counter() - started
-                metrics.handled.labels(*labels, code.name).inc()
-                metrics.handling.labels(*labels).observe(elapsed)
-                if log.isEnabledFor(logging.INFO):  # the fields cost a few microseconds a call
-                    fields = {
-                        "method": method,
-                        "code": code.name,
-                        "duration_ms": round(elapsed * 1000, 1),
-                        "tenant": str(who.tenant_id) if who is not None else None,
-                        "chat": _field(request, "chat_id", 64),
-                        "request_id": _field(request, "request_id", 128),
-                        "peer": context.peer(),
-                        "trace_id": _trace_id(context.invocation_metadata()),
-                    }
-                    log.info("%s %s %.1fms", method, code.name, elapsed * 1000, extra=fields)
+            metadata = context.invocation_metadata()
+            with self.tracing.server_span(service, name, metadata) if guarded else nullcontext() as span:
+                token = None
+                who = None
+                code = grpc.StatusCode.OK
+                failure: Exception | None = None
+                deadline_token = deadline.bind(context.time_remaining())
+                try:
+                    if guarded:
+                        who = self.authenticator.identify(metadata, user_required=name in USER_REQUIRED)
+                        token = identity.bind(who)
+                    with self.admission.admit(name) if guarded else nullcontext():
+                        yield
+                except Exception as exc:
+                    failure = exc
+                    if isinstance(exc, grpc.RpcError) and not context.is_active():
+                        # A request stream broke because the caller went away (cancelled,
+                        # or its connection was lost): no one hears the answer, no bug of ours.
+                        code = grpc.StatusCode.CANCELLED
+                        status = status_pb2.Status(code=code_pb2.CANCELLED, message="the caller went away")
+                    else:
+                        code, status = to_status(exc)
+                        if code is grpc.StatusCode.INTERNAL:  # a bug of ours, never the caller's mistake
+                            log.exception("%s failed: %s", method, status.message)
+                    context.abort_with_status(rpc_status.to_status(status))
+                finally:
+                    deadline.unbind(deadline_token)
+                    if token is not None:
+                        identity.unbind(token)
+                    elapsed = time.perf_counter() - started
+                    metrics.handled.labels(*labels, code.name).inc()
+                    metrics.handling.labels(*labels).observe(elapsed)
+                    tracing.finish(span, code, failure)
+                    if log.isEnabledFor(logging.INFO):  # the fields cost a few microseconds a call
+                        fields = {
+                            "method": method,
+                            "code": code.name,
+                            "duration_ms": round(elapsed * 1000, 1),
+                            "tenant": str(who.tenant_id) if who is not None else None,
+                            "chat": _field(request, "chat_id", 64),
+                            "request_id": _field(request, "request_id", 128),
+                            "peer": context.peer(),
+                            "trace_id": tracing.trace_id(span) or _trace_id(metadata),
+                        }
+                        log.info("%s %s %.1fms", method, code.name, elapsed * 1000, extra=fields)
 
         if handler.unary_unary:
             inner_uu = handler.unary_unary

@@ -25,6 +25,7 @@ from service.database import Database
 from service.errors import ServiceError
 from service.slots import Slots
 from service.sweeper import Sweeper
+from service.vault import Vault
 
 # From 1 ms to 2 minutes: a SaveMessage takes milliseconds, an export minutes.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -89,12 +90,15 @@ class Metrics:
 
 def limits(
     pools: list[tuple[str, Database]],
+    vault: Vault,
     transfers: Slots,
     watches: Slots,
     sweeper: Sweeper,
     export_queue: Callable[[], tuple[int, float]],
 ) -> Callable[[], Iterator[Any]]:
     """The server's limits and queues, read at each scrape."""
+
+    primary = pools[0][1]
 
     def values() -> Iterator[Any]:
         for role, db in pools:
@@ -109,12 +113,24 @@ def limits(
         yield gauge("tm_transfer_slots", "Transfers this server runs at once.", transfers.limit)
         yield gauge("tm_watch_slots_in_use", "Open WatchChat streams.", watches.in_use)
         yield gauge("tm_watch_slots", "WatchChat streams this server holds at once.", watches.limit)
-        deletions = CounterMetricFamily(
-            "tm_sweeper_deletions", "Object versions the sweeper of this server deleted, by reason.", labels=["reason"]
+        yield counter(
+            "tm_sweeper_deletions",
+            "Object versions the sweeper of this server deleted, by reason.",
+            "reason",
+            dict(sweeper.deletions),
         )
-        for reason, count in sorted(sweeper.deletions.items()):
-            deletions.add_metric([reason], count)
-        yield deletions
+        yield counter(
+            "tm_snapshots_written",
+            "Snapshots committed through this server's pool, by trigger.",
+            "trigger",
+            primary.snapshots.counts(),
+        )
+        yield counter(
+            "tm_vault_bytes",
+            "Bytes this server sent to the vault (in) and read from it (out).",
+            "direction",
+            vault.traffic.counts(),
+        )
         try:
             depth, age = export_queue()
         except ServiceError:  # the database is down: the other series matter most now
@@ -123,6 +139,13 @@ def limits(
         yield gauge("tm_export_queue_oldest_seconds", "How long the oldest waiting bundle has waited.", age)
 
     return values
+
+
+def counter(name: str, documentation: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
 
 
 def gauge(name: str, documentation: str, value: float, **labels: str) -> GaugeMetricFamily:

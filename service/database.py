@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, TypeVar
 from uuid import UUID
@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from service import deadline
 from service.errors import Aborted, DeadlineExceeded, FieldViolation, InvalidArgument, Unavailable
 from service.queries import query
+from service.tally import Tally
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,6 +85,7 @@ class Transaction:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+        self.snapshots: list[str] = []  # triggers of the snapshots written, counted once committed
 
     def one(self, name: str, params: Params = None, row: type[T] | None = None, *, prepare: bool | None = None) -> Any:
         with self._cursor(row) as cur:
@@ -172,8 +174,11 @@ class Database:
         statement_timeout: float = 60.0,
         lock_timeout: float = 10.0,
         idle_in_transaction_timeout: float = 60.0,
+        on_connect: Callable[[psycopg.Connection[Any]], None] | None = None,
     ) -> None:
         self.url = url
+        self.on_connect = on_connect  # e.g. tracing (server/tracing.py)
+        self.snapshots = Tally()  # snapshots committed through this pool, by trigger (server/metrics.py)
         self.max_connections = max_size
         self.statement_timeout = statement_timeout
         self.lock_timeout = lock_timeout
@@ -194,6 +199,8 @@ class Database:
         # embedded setup); policies bind only once we act as the service role.
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
         conn.adapters.register_loader("jsonb", _JsonbLoader)
+        if self.on_connect is not None:
+            self.on_connect(conn)
 
     @contextmanager
     def _begun(self, begin: bytes) -> Iterator[psycopg.Connection[Any]]:
@@ -264,7 +271,10 @@ class Database:
         )
         try:
             with self._begun(begin) as conn:
-                yield Transaction(conn)
+                tx = Transaction(conn)
+                yield tx
+            for trigger in tx.snapshots:  # committed: count them
+                self.snapshots.add(trigger)
         except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             # Cut short by the timeouts above; not OperationalError's "unreachable".
             if left is not None and (deadline.remaining() or 0) <= 0.05:

@@ -18,6 +18,7 @@ from botocore.config import Config
 
 from service.errors import ConfigurationError, NotFound, Unavailable
 from service.pipeline import prefetch
+from service.tally import Tally
 
 log = logging.getLogger(__name__)
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart parts; also the most a writer buffers
@@ -61,6 +62,9 @@ class Vault:
     def __init__(self, client: Any, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
+        # Bytes this process sent to S3 ("in") and read from it ("out");
+        # presigned downloads go from S3 to the caller and are not here.
+        self.traffic = Tally()
 
     def open(self, wait_seconds: float = 60.0) -> None:
         """Create the bucket if needed, turn versioning on, and check that it is.
@@ -124,6 +128,7 @@ class Vault:
                         data = body.read(chunk_size)
                     if not data:
                         return
+                    self.traffic.add("out", len(data))
                     yield data
             finally:
                 body.close()
@@ -133,6 +138,7 @@ class Vault:
     def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         with s3_errors("upload"):
             reply = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        self.traffic.add("in", len(data))
         return StoredObject(key, reply["VersionId"])
 
     def presign(self, key: str, version_id: str, seconds: int, mime_type: str = "") -> str:
@@ -327,6 +333,7 @@ class ObjectWriter:
                 reply = client.upload_part(
                     Bucket=bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=part
                 )
+            self.vault.traffic.add("in", len(part))
             return {"ETag": reply["ETag"], "PartNumber": number}
 
         self.parts.append(self.pool.submit(upload))
@@ -336,10 +343,10 @@ class ObjectWriter:
         client, bucket = self.vault.client, self.vault.bucket
         try:
             if self.upload_id is None:
+                body = self._take()
                 with s3_errors("upload"):
-                    reply = client.put_object(
-                        Bucket=bucket, Key=self.key, Body=self._take(), ContentType=self.content_type
-                    )
+                    reply = client.put_object(Bucket=bucket, Key=self.key, Body=body, ContentType=self.content_type)
+                self.vault.traffic.add("in", len(body))
             else:
                 if self.held:
                     self._send_part(self._take())

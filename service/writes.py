@@ -290,6 +290,7 @@ class Write:
             # Many rows: plan with their values (a generic plan cannot hash the superseded ids' array).
             prepare=False if len(self.messages) > 1 else None,
         )
+        self.tx.snapshots.append(trigger.value)
         written = [self._version_of(m, snapshot) for m in self.messages] if returning else []
         for name, rows in self.file_rows.items():
             if rows:  # one statement for every row: a restore of many files is a few round trips

@@ -49,6 +49,7 @@ def call(kind: str, method: str, **more: str) -> frozenset[tuple[str, str]]:
 def test_a_scrape_counts_the_calls_made(measured: tuple[App, Caller]) -> None:
     app, caller = measured
     chat = str(uuid.uuid4())
+    _, before = scrape(app)  # snapshot and vault counts are the stores', which other tests' servers share
     for n in range(3):
         caller.save(chat, f"message {n}")
     empty = api.SaveMessageRequest(chat_id="not a uuid", role=pb.MESSAGE_ROLE_USER, content="x")
@@ -84,6 +85,15 @@ def test_a_scrape_counts_the_calls_made(measured: tuple[App, Caller]) -> None:
     assert samples[("tm_watch_slots_in_use", frozenset())] == 1
     assert samples[("tm_db_pool_connections_in_use", frozenset({("pool", "primary")}))] >= 0
     assert ("tm_export_queue_depth", frozenset()) in samples
+
+    def grew(name: str, label: str, value: str) -> float:
+        key = (name, frozenset({(label, value)}))
+        return samples[key] - before.get(key, 0)
+
+    assert grew("tm_snapshots_written_total", "trigger", "message_sent") == 3  # the refused save wrote none
+    assert grew("tm_snapshots_written_total", "trigger", "file_uploaded") == 1
+    assert grew("tm_vault_bytes_total", "direction", "in") == len(data)
+    assert grew("tm_vault_bytes_total", "direction", "out") == len(data)
     # No label names a tenant, a user or a chat.
     for secret in (caller.tenant_id, caller.user_id, chat):
         assert secret not in text
