@@ -191,8 +191,10 @@ class EmbeddedS3:
     access_key = "timemachine"
     secret_key = "timemachine-embedded"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, identities: Path | None = None) -> None:
         self.dir = data_dir / "s3"
+        # An S3 identities file (`-s3.config`): tests give keys that may do less.
+        self.identities = identities
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -235,6 +237,7 @@ class EmbeddedS3:
             "-admin.ui=false",
             "-master.volumeSizeLimitMB=1024",
             *(f"-{name}={port}" for name, port in {**ports, **grpc_ports}.items()),
+            *([f"-s3.config={self.identities}"] if self.identities is not None else []),
         ]
         env = {
             **os.environ,

@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from service.errors import ConfigurationError, Unavailable
 
 log = logging.getLogger(__name__)
+MAX_PAUSE = 2.0  # seconds between attempts, at most
 # SQLSTATEs that waiting cannot fix.
 FINAL = {
     "28P01": "the password was refused: check the user and password in TM_DATABASE_URL",
@@ -71,6 +72,7 @@ def wait_for_database(url: str, seconds: float) -> None:
     """Return once a connection succeeds; ConfigurationError or Unavailable (one line) otherwise."""
     deadline = time.monotonic() + seconds
     said = 0.0
+    pause = 0.1
     while True:
         try:
             with psycopg.connect(url, connect_timeout=5):
@@ -87,4 +89,5 @@ def wait_for_database(url: str, seconds: float) -> None:
             if now - said >= 5:
                 log.info("waiting for PostgreSQL at %s: %s", masked(url), why)
                 said = now
-            time.sleep(min(1.0, max(0.0, deadline - now)))
+            time.sleep(min(pause, max(0.0, deadline - now)))
+            pause = min(pause * 2, MAX_PAUSE)  # a database that is starting is asked often, a dead one less

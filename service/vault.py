@@ -87,11 +87,6 @@ class Vault:
                 code = _code(exc)
                 if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"):
                     raise ConfigurationError(f"S3 at {endpoint} refused the credentials ({code})") from None
-                if code in ("AccessDenied", "403"):
-                    raise ConfigurationError(
-                        f"S3 at {endpoint} denied access to bucket {self.bucket!r} (to read it, create it or "
-                        "turn its versioning on): grant these to the credentials, or name another TM_S3_BUCKET"
-                    ) from None
                 if time.monotonic() > deadline:
                     raise Unavailable(f"S3 at {endpoint} failed for {wait_seconds:.0f} s ({code})") from None
             except botocore.exceptions.BotoCoreError as exc:
@@ -230,20 +225,54 @@ class Vault:
             raise Unavailable(f"the bucket does not answer ({type(exc).__name__})") from None
 
     def _ensure_versioned_bucket(self) -> None:
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except botocore.exceptions.ClientError as exc:
-            if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                raise
-            log.info("creating bucket %s", self.bucket)
-            self.client.create_bucket(Bucket=self.bucket)
-        status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        bucket = self.bucket
+        exists = True
+        with self._denied(
+            f"these credentials may not read bucket {bucket!r}: grant s3:ListBucket on it, or name another TM_S3_BUCKET"
+        ):
+            try:
+                self.client.head_bucket(Bucket=bucket)
+            except botocore.exceptions.ClientError as exc:
+                if _code(exc) == "403":
+                    # A HEAD answer has no body to say why; a GET's error names the cause
+                    # (a wrong key or signature, or AccessDenied).
+                    self.client.get_bucket_versioning(Bucket=bucket)
+                elif _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                    exists = False
+                else:
+                    raise
+        if not exists:
+            log.info("creating bucket %s", bucket)
+            with self._denied(
+                f"bucket {bucket!r} does not exist and these credentials may not create it: create it with "
+                "versioning on, grant s3:CreateBucket, or name another TM_S3_BUCKET"
+            ):
+                self.client.create_bucket(Bucket=bucket)
+        with self._denied(
+            f"these credentials may not read the versioning of bucket {bucket!r}: grant s3:GetBucketVersioning"
+        ):
+            status = self.client.get_bucket_versioning(Bucket=bucket).get("Status")
         if status != "Enabled":
-            log.info("enabling versioning on bucket %s", self.bucket)
-            self.client.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
-            status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            log.info("enabling versioning on bucket %s", bucket)
+            with self._denied(
+                f"versioning is off on bucket {bucket!r} and these credentials may not turn it on: "
+                f"`aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`, "
+                "or grant s3:PutBucketVersioning"
+            ):
+                self.client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            status = self.client.get_bucket_versioning(Bucket=bucket).get("Status")
         if status != "Enabled":
             raise ConfigurationError(f"bucket {self.bucket!r} does not keep versions (status {status!r})")
+
+    @contextmanager
+    def _denied(self, why: str) -> Iterator[None]:
+        """One start-up step: the credentials lacking its permission is a configuration error saying which."""
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in ("AccessDenied", "403"):
+                raise ConfigurationError(f"S3 at {self.client.meta.endpoint_url}: {why}") from None
+            raise
 
 
 def _code(exc: botocore.exceptions.ClientError) -> str:

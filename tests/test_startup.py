@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from server.embedded import EmbeddedPostgres, free_port
+from server.embedded import EmbeddedPostgres, EmbeddedS3, free_port
 from tests.conftest import Stack
 from tests.processes import ROOT
 
@@ -146,3 +151,85 @@ def test_an_embedded_store_started_before_another_failed_is_stopped(tmp_path: Pa
     assert result.returncode == 1 and "S3 at http://127.0.0.1" in line, line
     assert (tmp_path / "postgres" / "PG_VERSION").exists()  # it did start...
     assert not EmbeddedPostgres(tmp_path).running()  # ...and was stopped
+
+
+IDENTITIES = {
+    "identities": [
+        {"name": n, "credentials": [{"accessKey": n, "secretKey": f"{n}-secret"}], "actions": actions}
+        for n, actions in (("admin", ["Admin", "Read", "List", "Write"]), ("reader", ["Read", "List"]), ("nobody", []))
+    ]
+}
+
+
+@pytest.mark.slow
+def test_s3_refusals_say_which_permission_is_missing(stack: Stack, tmp_path: Path) -> None:
+    """A SeaweedFS with keys that may do less: each refused start-up step is its own line and fix."""
+    identities = tmp_path / "s3.json"
+    identities.write_text(json.dumps(IDENTITIES))
+    s3 = EmbeddedS3(tmp_path / "store", identities)
+    url = s3.start()
+    try:
+        admin = boto3.client(
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id="admin",
+            aws_secret_access_key="admin-secret",
+            region_name="us-east-1",
+        )
+        admin.create_bucket(Bucket="unversioned")
+        cases = [
+            ("nobody", "nobody-secret", "unversioned", "these credentials may not read bucket 'unversioned'"),
+            ("reader", "wrong-secret", "unversioned", "refused the credentials (SignatureDoesNotMatch)"),
+            (
+                "reader",
+                "reader-secret",
+                "absent",
+                "bucket 'absent' does not exist and these credentials may not create it",
+            ),
+            ("reader", "reader-secret", "unversioned", "versioning is off on bucket 'unversioned'"),
+        ]
+        for n, (key, secret, bucket, expected) in enumerate(cases):
+            env = {
+                "TM_DATABASE_URL": stack.runtime.database_url,
+                "TM_S3_ENDPOINT_URL": url,
+                "TM_S3_BUCKET": bucket,
+                "AWS_ACCESS_KEY_ID": key,
+                "AWS_SECRET_ACCESS_KEY": secret,
+                "TM_STORE_WAIT_SECONDS": "1",
+                "TM_LOG_FORMAT": "text",
+            }
+            result = _start(tmp_path / str(n), **env)
+            line = _last_line(result)
+            assert result.returncode == 1 and f"S3 at {url}" in line, (expected, line)
+            assert expected in line and secret not in result.stdout + result.stderr, (expected, line)
+        # Nothing was changed by the refused starts.
+        assert admin.get_bucket_versioning(Bucket="unversioned").get("Status") is None
+        assert "absent" not in {b["Name"] for b in admin.list_buckets()["Buckets"]}
+    finally:
+        s3.stop()
+
+
+@pytest.mark.slow
+def test_a_database_user_without_privileges_is_told_so(stack: Stack, tmp_path: Path) -> None:
+    url = stack.runtime.database_url
+    role = f"tm_weak_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'weak-pass'").format(sql.Identifier(role)))
+    try:
+        weak = make_conninfo(url, user=role, password="weak-pass")
+        keys = {}
+        if stack.runtime.s3 is not None:
+            keys = {
+                "AWS_ACCESS_KEY_ID": stack.runtime.s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": stack.runtime.s3.secret_key,
+            }
+        result = _start(
+            tmp_path, TM_DATABASE_URL=weak, TM_S3_ENDPOINT_URL=stack.runtime.s3_url or "", TM_LOG_FORMAT="text", **keys
+        )
+        line = _last_line(result)
+        assert result.returncode == 1, line
+        assert "lacks a privilege" in line and "use the schema's owner in TM_DATABASE_URL" in line, line
+        assert "weak-pass" not in result.stdout + result.stderr
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
