@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench import exports, pdfs, searches, throughput, timetravel, transfers, writes
+from bench import exports, imports, pdfs, searches, throughput, timetravel, transfers, writes
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
@@ -46,8 +46,9 @@ GOALS = {
     "write_ratio_vs_raw_psycopg": {"at_least": 0.6},
     "pg_cpu_per_write_over_lean": {"at_most": 2.5},
     "server_cpu_per_write_over_echo": {"at_most": 2.5},
+    "import_ratio_vs_copy": {"at_least": 0.3},
 }
-SECTIONS = ("writes", "throughput", "searches", "timetravel", "transfers", "exports", "pdfs")
+SECTIONS = ("writes", "throughput", "searches", "timetravel", "imports", "transfers", "exports", "pdfs")
 
 
 def main() -> None:
@@ -62,7 +63,7 @@ def main() -> None:
     }
     try:
         stores = runtime.start()
-        if {"writes", "throughput", "searches", "timetravel"} & set(chosen):
+        if {"writes", "throughput", "searches", "timetravel", "imports"} & set(chosen):
             app = App(settings, stores)
             app.start()
             channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
@@ -75,6 +76,8 @@ def main() -> None:
                 results |= searches.measure(runtime, stub)
             if "timetravel" in chosen:
                 results |= timetravel.measure(runtime, stub)
+            if "imports" in chosen:
+                results |= imports.measure(runtime, stub)
             channel.close()
             app.stop(grace=2)
         keys = {}

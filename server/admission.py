@@ -19,7 +19,7 @@ from service.errors import Unavailable
 from service.slots import Slots
 
 # VerifyChat too: it reads every object of the chat (each one's bytes, when asked).
-TRANSFERS = frozenset({"UploadFile", "DownloadFile", "ExportChat", "DownloadExport", "VerifyChat"})
+TRANSFERS = frozenset({"UploadFile", "DownloadFile", "ExportChat", "DownloadExport", "VerifyChat", "ImportChat"})
 
 
 class Admission:

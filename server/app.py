@@ -31,6 +31,7 @@ from service.export.bundles import Bundles, ExportWorker, export_queue
 from service.export.exporter import Exporter
 from service.files import Files
 from service.history import History
+from service.importer import Importer
 from service.restore import Restorer
 from service.search import Searcher
 from service.standby import LaggingReads
@@ -66,6 +67,7 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweepe
         # With transfers capped at half the threads (server/admission.py),
         # a quarter for watches leaves short calls a quarter at least.
         watcher=Watcher(stores.db, events, max_watches=max(1, settings.grpc_workers // 4)),
+        importer=Importer(stores.db, stores.vault, sweeper, settings.max_upload_bytes),
     )
 
 

@@ -42,6 +42,7 @@ USER_REQUIRED = frozenset(
         "ExportChat",
         "CreateExport",
         "DownloadExport",
+        "ImportChat",
     }
 )
 _CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {

@@ -19,6 +19,7 @@ from service.export.bundles import Bundles
 from service.export.exporter import Exporter, ExportRequest, ExportStream
 from service.files import Files, UploadHeader
 from service.history import History
+from service.importer import Importer, MediaChunk
 from service.models import ChatView
 from service.restore import Restorer, RestoreRequest
 from service.search import Searcher, SearchType
@@ -41,6 +42,7 @@ class Product:
     bundles: Bundles
     comparer: Comparer
     watcher: Watcher
+    importer: Importer
 
 
 def _export_request(request: Any) -> ExportRequest:
@@ -65,6 +67,19 @@ def _framed(stream: ExportStream, message: Any) -> Iterator[Any]:
     yield message(file_name=stream.file_name, mime_type=stream.mime_type)
     yield from stream
     yield message(size_bytes=stream.size_bytes, sha256=stream.sha256)
+
+
+def _first(requests: Iterator[Any], guard: IdleGuard, context: Any, holding: str) -> Any:
+    """A client stream's first message, which names what the call acts on."""
+    guard.waiting()
+    first = next(requests, None)
+    guard.received()
+    if first is None:
+        guard.close()
+        if not context.is_active():
+            raise Cancelled("the stream ended before its first message")
+        raise InvalidArgument([FieldViolation("chat_id", f"the stream needs a first message with {holding}")])
+    return first
 
 
 def _full_view(view: int) -> bool:
@@ -187,16 +202,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         # The call holds a transfer slot from its start: a client that opens the
         # stream and sends nothing at all is cut off like one that stops halfway.
         guard = IdleGuard(context.cancel, self.stream_idle_seconds)
-        guard.waiting()
-        first = next(request_iterator, None)
-        guard.received()
-        if first is None:
-            guard.close()
-            if not context.is_active():
-                raise Cancelled("the upload stream ended before its first message")
-            raise InvalidArgument(
-                [FieldViolation("chat_id", "the stream needs a first message with chat_id, name and source")]
-            )
+        first = _first(request_iterator, guard, context, "chat_id, name and source")
         header = UploadHeader(
             chat_id=first.chat_id,
             message_id=first.message_id,
@@ -429,3 +435,35 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
                 detail=problem.detail,
             )
         return response
+
+    def ImportChat(self, request_iterator: Iterator[api.ImportChatRequest], context: Any) -> api.ImportChatResponse:
+        # Like UploadFile: a client that stops sending is cut off, and the
+        # import asks whether its caller is still there before it commits.
+        guard = IdleGuard(context.cancel, self.stream_idle_seconds)
+        first = _first(request_iterator, guard, context, "chat_id")
+
+        def parts() -> Iterator[bytes | MediaChunk]:
+            message: api.ImportChatRequest | None = first
+            while message is not None:
+                if message.export_chunk:
+                    yield message.export_chunk
+                if message.HasField("media"):
+                    yield MediaChunk(message.media.sha256.lower(), message.media.chunk)
+                guard.waiting()
+                message = next(request_iterator, None)
+                guard.received()
+            if not context.is_active():  # a cancelled stream can end as if complete (grpc/grpc#33038)
+                raise Cancelled("the import was cancelled; nothing was written")
+
+        try:
+            result = self.p.importer.run(identity.current(), first.chat_id, first.request_id, parts())
+        finally:
+            guard.close()
+        return api.ImportChatResponse(
+            snapshots_imported=result.snapshots_imported,
+            last_snapshot=convert.snapshot(result.last_snapshot),
+            checksum=result.last_snapshot.checksum,
+            message_versions_imported=result.message_versions,
+            file_versions_imported=result.file_versions,
+            media_received=result.media_received,
+        )

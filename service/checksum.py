@@ -69,3 +69,30 @@ class StateSum:
     @property
     def hex(self) -> str:
         return to_hex(self.value)
+
+
+class LiveElements:
+    """The live elements of a replayed history by key (message id, file name), with running sums.
+
+    VerifyChat and ImportChat replay a chat's history version by version and
+    compare these sums with each snapshot's recorded checksum and counts.
+    """
+
+    def __init__(self) -> None:
+        self.elements: dict[object, tuple[int, int]] = {}  # key -> (element, tokens)
+        self.sum = StateSum()
+        self.tokens = 0
+
+    def put(self, key: object, element: int | None, tokens: int = 0) -> None:
+        """The element now live under `key`; None: nothing is (deleted)."""
+        old = self.elements.pop(key, None)
+        if old is not None:
+            self.sum.remove(old[0])
+            self.tokens -= old[1]
+        if element is not None:
+            self.elements[key] = (element, tokens)
+            self.sum.add(element)
+            self.tokens += tokens
+
+    def __len__(self) -> int:
+        return len(self.elements)

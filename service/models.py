@@ -28,6 +28,12 @@ class Trigger(enum.StrEnum):
     CHAT_RENAMED = "chat_renamed"
     RESTORE_PERFORMED = "restore_performed"
     MANUAL_SNAPSHOT = "manual_snapshot"
+    CHAT_ARCHIVED = "chat_archived"
+    CHAT_UNARCHIVED = "chat_unarchived"
+    CHAT_DELETED = "chat_deleted"
+    CHAT_UNDELETED = "chat_undeleted"
+    SNAPSHOT_LABELED = "snapshot_labeled"
+    CHAT_IMPORTED = "chat_imported"
 
 
 class Role(enum.StrEnum):

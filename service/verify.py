@@ -22,28 +22,6 @@ from service.validation import Checker
 from service.vault import Vault
 
 
-class _Replay:
-    """The live elements while history is replayed, with running sums."""
-
-    def __init__(self) -> None:
-        self.elements: dict[Any, tuple[int, int]] = {}  # key -> (element, tokens)
-        self.sum = checksum.StateSum()
-        self.tokens = 0
-
-    def put(self, key: Any, element: int | None, tokens: int = 0) -> None:
-        old = self.elements.pop(key, None)
-        if old is not None:
-            self.sum.remove(old[0])
-            self.tokens -= old[1]
-        if element is not None:
-            self.elements[key] = (element, tokens)
-            self.sum.add(element)
-            self.tokens += tokens
-
-    def __len__(self) -> int:
-        return len(self.elements)
-
-
 def _consume(rows: Iterator[dict[str, Any]], pending: dict[str, Any] | None, version: int, apply: Any) -> Any:
     while pending is not None and pending["chat_version"] <= version:
         apply(pending)
@@ -74,7 +52,7 @@ class Verifier:
         assert chat is not None
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
         problems: list[VerifyProblem] = []
-        messages, files = _Replay(), _Replay()
+        messages, files = checksum.LiveElements(), checksum.LiveElements()
 
         def apply_message(row: dict[str, Any]) -> None:
             element = None

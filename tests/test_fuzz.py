@@ -11,6 +11,8 @@ be a status a caller can act on, and the server must still be SERVING.
 from __future__ import annotations
 
 import base64
+import copy
+import json
 import os
 import threading
 import uuid
@@ -253,3 +255,79 @@ def test_hostile_watches_get_caller_error_codes(stack: Stack, caller: Caller) ->
     probe()
     assert_serving(stack)
     assert "CANCELLED" in seen and len(seen) > 1, seen  # some watches were served, some refused
+
+
+IMPORT = api.DESCRIPTOR.message_types_by_name["ImportChatRequest"]
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(),  # NaN and infinities too: Python's JSON writes and reads them
+        texts,
+        st.sampled_from(["\ud800", "2026-13-45T99:00:00", "1999-01-01T00:00:00", "user_upload", "full_chat"]),
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON document, containers included."""
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*prefix, index))
+    return found
+
+
+def test_hostile_imports_get_caller_error_codes(stack: Stack, caller: Caller) -> None:
+    """A real export with one place replaced by any JSON value, or raw hostile streams: never INTERNAL."""
+    chat = str(uuid.uuid4())
+    first = caller.save(chat, "one", tokens=2)
+    caller.edit(chat, first.message.message_id, "one, edited")
+    caller.upload(chat, "a.txt", b"abc", mime_type="text/plain")
+    caller.rename(chat, "fuzzed")
+    replies = caller.stub.ExportChat(
+        api.ExportChatRequest(chat_id=chat, format=pb.EXPORT_FORMAT_JSON, include_version_history=True),
+        metadata=caller.md,
+    )
+    document = json.loads(b"".join(r.chunk for r in replies))
+    paths = _paths(document)
+    seen: dict[str, int] = {}
+
+    def send(requests: list[Any]) -> None:
+        try:
+            caller.stub.ImportChat(iter(requests), metadata=caller.md, timeout=20)
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            code = exc.code()
+        seen[code.name] = seen.get(code.name, 0) + 1
+        assert code not in BAD_CODES, f"ImportChat answered {code.name} to {requests!r}"[:2000]
+
+    @FUZZ
+    @given(st.sampled_from(paths), json_values)
+    def mutated(path: tuple[Any, ...], value: Any) -> None:
+        damaged = copy.deepcopy(document)
+        if path:
+            place = damaged
+            for step in path[:-1]:
+                place = place[step]
+            place[path[-1]] = value
+        else:
+            damaged = value
+        body = json.dumps(damaged).encode("utf-8", "surrogatepass")
+        send([api.ImportChatRequest(chat_id=str(uuid.uuid4())), api.ImportChatRequest(export_chunk=body)])
+
+    @FUZZ
+    @given(_message(IMPORT), st.lists(_message(IMPORT), max_size=4))
+    def raw(header: Any, rest: list[Any]) -> None:
+        send([header, *rest])
+
+    mutated()
+    raw()
+    assert_serving(stack)
+    assert "OK" in seen and "INVALID_ARGUMENT" in seen, seen  # some imports went through, some were refused

@@ -31,6 +31,8 @@ class Version:
     is_deleted: bool
     edit_reason: str
     created_at: datetime
+    metadata: dict[str, Any]
+    edited_by: UUID | None
 
 
 @dataclass
@@ -102,6 +104,8 @@ def _message(group: list[dict[str, Any]], since: int, include_history: bool) -> 
                 is_deleted=r["is_deleted"],
                 edit_reason=r["edit_reason"],
                 created_at=r["created_at"],
+                metadata=r["metadata"],
+                edited_by=r["edited_by"],
             )
             for r in group
             if r["chat_version"] > since
@@ -120,3 +124,25 @@ def _message(group: list[dict[str, Any]], since: int, include_history: bool) -> 
         deleted=deleted,
         versions=versions,
     )
+
+
+def history(tx: Transaction, header: ExportHeader) -> Iterator[tuple[str, Iterator[dict[str, Any]]]]:
+    """The sections of a whole chat's history up to the exported snapshot, each streamed."""
+    params = {"tenant_id": header.snapshot.tenant_id, "chat_id": header.chat_id, "version": header.snapshot.version}
+    for section in ("snapshots", "file_deletions", "restores"):
+        yield section, (_jsonable(row) for row in tx.stream(f"export_history_{section}", params))
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """Ids and times as JSON writes them."""
+    return {key: _plain(value) for key, value in row.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -21,7 +21,7 @@ from service import states
 from service.database import Database, Transaction
 from service.errors import Cancelled, DataLoss, FieldViolation, InvalidArgument, Unavailable
 from service.export import archive
-from service.export.content import ExportFile, ExportHeader, messages
+from service.export.content import ExportFile, ExportHeader, history, messages
 from service.export.pdf import PdfRenderer
 from service.export.render import HtmlRenderer, JsonRenderer, MarkdownRenderer, Renderer
 from service.models import Identity, MediaFile, Snapshot
@@ -228,6 +228,11 @@ class Exporter:
                         renderer.message(message)
                 if not active():
                     raise Cancelled("the export was cancelled")
+                if header.include_history and header.from_snapshot is None:
+                    # A whole chat with its history: the JSON carries what ImportChat needs.
+                    for renderer in renderers:
+                        if isinstance(renderer, JsonRenderer):
+                            renderer.history(history(tx, header))
                 for renderer in renderers:
                     renderer.end()
             except BaseException:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any, Protocol
+from uuid import UUID
 
 from service.export.content import ExportFile, ExportHeader, Message, Version
 
@@ -49,9 +51,13 @@ def title_of(header: ExportHeader) -> str:
 # -- JSON ---------------------------------------------------------------------
 
 
-def file_json(entry: ExportFile) -> dict[str, Any]:
+def _id(value: UUID | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+def file_json(entry: ExportFile, include_history: bool = False) -> dict[str, Any]:
     f = entry.file
-    return {
+    data: dict[str, Any] = {
         "id": str(f.id),
         "name": f.original_name,
         "mime_type": f.mime_type,
@@ -63,6 +69,16 @@ def file_json(entry: ExportFile) -> dict[str, Any]:
         "current": entry.current,
         "path": entry.path or None,
     }
+    if include_history:  # what ImportChat needs to write the version again
+        data |= {
+            "chat_version": f.chat_version,
+            "message_id": _id(f.message_id),
+            "display_name": f.display_name,
+            "restored_from_id": _id(f.restored_from_id),
+            "extracted_text": f.extracted_text,
+            "ai_description": f.ai_description,
+        }
+    return data
 
 
 def message_json(message: Message, include_history: bool) -> dict[str, Any]:
@@ -95,6 +111,8 @@ def version_json(version: Version) -> dict[str, Any]:
         "deleted": version.is_deleted,
         "edit_reason": version.edit_reason or None,
         "created_at": _time(version.created_at),
+        "metadata": version.metadata,
+        "edited_by": _id(version.edited_by),
     }
 
 
@@ -109,13 +127,26 @@ class JsonRenderer:
      messages: [{message_id, position, role, model_id, content, tokens,
      metadata, version, created_at, original_created_at, deleted,
      versions?: [{version, chat_version, role, content, model_id, tokens,
-     deleted, edit_reason, created_at}]}]}
+     deleted, edit_reason, created_at, metadata, edited_by}]}],
+     history?: {snapshots: [{id, version, created_at, trigger,
+     trigger_message_id, trigger_file_id, trigger_description, user_id,
+     request_id, title, checksum, message_count, file_count, total_tokens,
+     restored_from_version}], file_deletions: [{file_id, name, chat_version,
+     created_at}], restores: [{version, from_version, previous_version, scope,
+     user_id, message_ids, file_ids, range_first_id, range_last_id,
+     messages_restored, files_restored, reason, created_at}]}}
+
+    With version history, files carry every version with chat_version,
+    message_id, display_name, restored_from_id, extracted_text and
+    ai_description. `history` comes with version history of a whole chat (no
+    from_snapshot_id): everything ImportChat needs to write the chat again.
     """
 
     def __init__(self, sink: IO[bytes]) -> None:
         self.sink = sink
         self.first = True
         self.include_history = False
+        self.history_written = False  # history() closed the messages
 
     def begin(self, header: ExportHeader) -> None:
         self.include_history = header.include_history
@@ -140,7 +171,7 @@ class JsonRenderer:
                 "to_version": snap.version,
             },
             "include_version_history": header.include_history,
-            "files": [file_json(f) for f in header.files],
+            "files": [file_json(f, header.include_history) for f in header.files],
         }
         encoded = json.dumps(head, ensure_ascii=False, indent=1)
         self.sink.write(encoded[:-2].encode() + b',\n "messages": [\n')  # reopen the object for messages
@@ -150,8 +181,19 @@ class JsonRenderer:
         self.first = False
         self.sink.write(prefix + json.dumps(message_json(message, self.include_history), ensure_ascii=False).encode())
 
+    def history(self, sections: Iterator[tuple[str, Iterator[dict[str, Any]]]]) -> None:
+        """The whole chat's history, after the messages: each section a list of objects."""
+        self.sink.write(b'\n ],\n "history": {')
+        for index, (name, rows) in enumerate(sections):
+            self.sink.write(b"%s\n  %s: [" % (b"," if index else b"", json.dumps(name).encode()))
+            for count, row in enumerate(rows):
+                self.sink.write(b"%s\n   %s" % (b"," if count else b"", json.dumps(row, ensure_ascii=False).encode()))
+            self.sink.write(b"\n  ]")
+        self.sink.write(b"\n }")
+        self.history_written = True
+
     def end(self) -> None:
-        self.sink.write(b"\n ]\n}\n")
+        self.sink.write(b"\n}\n" if self.history_written else b"\n ]\n}\n")
 
 
 # -- Markdown -----------------------------------------------------------------

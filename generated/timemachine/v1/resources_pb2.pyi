@@ -52,6 +52,18 @@ class _SnapshotTriggerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Snaps
     """A Restore call changed the chat."""
     SNAPSHOT_TRIGGER_MANUAL_SNAPSHOT: _SnapshotTrigger.ValueType  # 10
     """A caller asked for a named snapshot through CreateSnapshot."""
+    SNAPSHOT_TRIGGER_CHAT_ARCHIVED: _SnapshotTrigger.ValueType  # 11
+    """The chat left the default chat list (ArchiveChat)."""
+    SNAPSHOT_TRIGGER_CHAT_UNARCHIVED: _SnapshotTrigger.ValueType  # 12
+    """The chat came back to the chat list (UnarchiveChat)."""
+    SNAPSHOT_TRIGGER_CHAT_DELETED: _SnapshotTrigger.ValueType  # 13
+    """The chat was soft-deleted (DeleteChat); its history stays."""
+    SNAPSHOT_TRIGGER_CHAT_UNDELETED: _SnapshotTrigger.ValueType  # 14
+    """A soft-deleted chat came back (UndeleteChat)."""
+    SNAPSHOT_TRIGGER_SNAPSHOT_LABELED: _SnapshotTrigger.ValueType  # 15
+    """A label was put on, moved to or taken off a snapshot."""
+    SNAPSHOT_TRIGGER_CHAT_IMPORTED: _SnapshotTrigger.ValueType  # 16
+    """ImportChat wrote the chat's history; this snapshot follows the imported ones."""
 
 class SnapshotTrigger(_SnapshotTrigger, metaclass=_SnapshotTriggerEnumTypeWrapper):
     """What caused a snapshot. Every write creates exactly one snapshot."""
@@ -78,6 +90,18 @@ SNAPSHOT_TRIGGER_RESTORE_PERFORMED: SnapshotTrigger.ValueType  # 9
 """A Restore call changed the chat."""
 SNAPSHOT_TRIGGER_MANUAL_SNAPSHOT: SnapshotTrigger.ValueType  # 10
 """A caller asked for a named snapshot through CreateSnapshot."""
+SNAPSHOT_TRIGGER_CHAT_ARCHIVED: SnapshotTrigger.ValueType  # 11
+"""The chat left the default chat list (ArchiveChat)."""
+SNAPSHOT_TRIGGER_CHAT_UNARCHIVED: SnapshotTrigger.ValueType  # 12
+"""The chat came back to the chat list (UnarchiveChat)."""
+SNAPSHOT_TRIGGER_CHAT_DELETED: SnapshotTrigger.ValueType  # 13
+"""The chat was soft-deleted (DeleteChat); its history stays."""
+SNAPSHOT_TRIGGER_CHAT_UNDELETED: SnapshotTrigger.ValueType  # 14
+"""A soft-deleted chat came back (UndeleteChat)."""
+SNAPSHOT_TRIGGER_SNAPSHOT_LABELED: SnapshotTrigger.ValueType  # 15
+"""A label was put on, moved to or taken off a snapshot."""
+SNAPSHOT_TRIGGER_CHAT_IMPORTED: SnapshotTrigger.ValueType  # 16
+"""ImportChat wrote the chat's history; this snapshot follows the imported ones."""
 Global___SnapshotTrigger: _TypeAlias = SnapshotTrigger  # noqa: Y015
 
 class _MessageRole:

@@ -1917,3 +1917,118 @@ class VerifyChatResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyChatResponse: _TypeAlias = VerifyChatResponse  # noqa: Y015
+
+@_typing.final
+class ImportChatRequest(_message.Message):
+    """Request for ImportChat: one message of the stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPORT_CHUNK_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat to write (UUID); it must have no history yet. First message only."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key answers with the first
+    import's result. First message only.
+    """
+    export_chunk: _builtins.bytes
+    """The next bytes of the JSON export (ExportChat with format "json" and
+    include_version_history, without from_snapshot_id), in order, before
+    any media.
+    """
+    @_builtins.property
+    def media(self) -> Global___ImportMedia:
+        """The next bytes of one media object the export names by sha256, after
+        the whole export. Objects the tenant already holds need not be sent.
+        """
+
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        export_chunk: _builtins.bytes = ...,
+        media: Global___ImportMedia | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["media", b"media"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "export_chunk", b"export_chunk", "media", b"media", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportChatRequest: _TypeAlias = ImportChatRequest  # noqa: Y015
+
+@_typing.final
+class ImportMedia(_message.Message):
+    """Bytes of one media object in an ImportChat stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHA256_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    sha256: _builtins.str
+    """Hex SHA-256 of the whole object; the same on each of its chunks, which
+    come one after another.
+    """
+    chunk: _builtins.bytes
+    """The next bytes of the object."""
+    def __init__(
+        self,
+        *,
+        sha256: _builtins.str = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportMedia: _TypeAlias = ImportMedia  # noqa: Y015
+
+@_typing.final
+class ImportChatResponse(_message.Message):
+    """Response for ImportChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOTS_IMPORTED_FIELD_NUMBER: _builtins.int
+    LAST_SNAPSHOT_FIELD_NUMBER: _builtins.int
+    CHECKSUM_FIELD_NUMBER: _builtins.int
+    MESSAGE_VERSIONS_IMPORTED_FIELD_NUMBER: _builtins.int
+    FILE_VERSIONS_IMPORTED_FIELD_NUMBER: _builtins.int
+    MEDIA_RECEIVED_FIELD_NUMBER: _builtins.int
+    snapshots_imported: _builtins.int
+    """Snapshots written from the export's history."""
+    checksum: _builtins.str
+    """The chat's state checksum: the export's last snapshot's checksum."""
+    message_versions_imported: _builtins.int
+    """Message versions written."""
+    file_versions_imported: _builtins.int
+    """File versions written."""
+    media_received: _builtins.int
+    """Media objects received in this call (the others the tenant held already)."""
+    @_builtins.property
+    def last_snapshot(self) -> _resources_pb2.Snapshot:
+        """The CHAT_IMPORTED snapshot that follows them: the chat's head."""
+
+    def __init__(
+        self,
+        *,
+        snapshots_imported: _builtins.int = ...,
+        last_snapshot: _resources_pb2.Snapshot | None = ...,
+        checksum: _builtins.str = ...,
+        message_versions_imported: _builtins.int = ...,
+        file_versions_imported: _builtins.int = ...,
+        media_received: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_snapshot", b"last_snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum", b"checksum", "file_versions_imported", b"file_versions_imported", "last_snapshot", b"last_snapshot", "media_received", b"media_received", "message_versions_imported", b"message_versions_imported", "snapshots_imported", b"snapshots_imported"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportChatResponse: _TypeAlias = ImportChatResponse  # noqa: Y015

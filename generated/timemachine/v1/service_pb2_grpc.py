@@ -176,6 +176,11 @@ class TimeMachineServiceStub:
                 request_serializer=timemachine_dot_v1_dot_service__pb2.VerifyChatRequest.SerializeToString,
                 response_deserializer=timemachine_dot_v1_dot_service__pb2.VerifyChatResponse.FromString,
                 _registered_method=True)
+        self.ImportChat = channel.stream_unary(
+                '/timemachine.v1.TimeMachineService/ImportChat',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.ImportChatRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.ImportChatResponse.FromString,
+                _registered_method=True)
 
 
 class TimeMachineServiceServicer:
@@ -377,6 +382,16 @@ class TimeMachineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportChat(self, request_iterator, context):
+        """Writes a chat's whole history from a JSON export (format_version 1, with
+        version history) into a chat id that has none: a first message with
+        chat_id and request_id, then the export's bytes, then the media the
+        tenant does not hold yet. All or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TimeMachineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -509,6 +524,11 @@ def add_TimeMachineServiceServicer_to_server(servicer, server):
                     servicer.VerifyChat,
                     request_deserializer=timemachine_dot_v1_dot_service__pb2.VerifyChatRequest.FromString,
                     response_serializer=timemachine_dot_v1_dot_service__pb2.VerifyChatResponse.SerializeToString,
+            ),
+            'ImportChat': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportChat,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.ImportChatRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.ImportChatResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1224,6 +1244,33 @@ class TimeMachineService:
             '/timemachine.v1.TimeMachineService/VerifyChat',
             timemachine_dot_v1_dot_service__pb2.VerifyChatRequest.SerializeToString,
             timemachine_dot_v1_dot_service__pb2.VerifyChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportChat(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/timemachine.v1.TimeMachineService/ImportChat',
+            timemachine_dot_v1_dot_service__pb2.ImportChatRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.ImportChatResponse.FromString,
             options,
             channel_credentials,
             insecure,

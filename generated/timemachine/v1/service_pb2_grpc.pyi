@@ -101,6 +101,12 @@ class TimeMachineServiceStub:
     """Streams a READY export bundle and counts the download."""
     VerifyChat: _grpc.UnaryUnaryMultiCallable[_service_pb2.VerifyChatRequest, _service_pb2.VerifyChatResponse]
     """Recomputes every snapshot's checksum from history and checks the vault."""
+    ImportChat: _grpc.StreamUnaryMultiCallable[_service_pb2.ImportChatRequest, _service_pb2.ImportChatResponse]
+    """Writes a chat's whole history from a JSON export (format_version 1, with
+    version history) into a chat id that has none: a first message with
+    chat_id and request_id, then the export's bytes, then the media the
+    tenant does not hold yet. All or nothing.
+    """
 
 @_typing.type_check_only
 class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
@@ -174,6 +180,12 @@ class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
     """Streams a READY export bundle and counts the download."""
     VerifyChat: _aio.UnaryUnaryMultiCallable[_service_pb2.VerifyChatRequest, _service_pb2.VerifyChatResponse]  # type: ignore[assignment]
     """Recomputes every snapshot's checksum from history and checks the vault."""
+    ImportChat: _aio.StreamUnaryMultiCallable[_service_pb2.ImportChatRequest, _service_pb2.ImportChatResponse]  # type: ignore[assignment]
+    """Writes a chat's whole history from a JSON export (format_version 1, with
+    version history) into a chat id that has none: a first message with
+    chat_id and request_id, then the export's bytes, then the media the
+    tenant does not hold yet. All or nothing.
+    """
 
 class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
     """TimeMachineService keeps every version of a chat and lets callers fly back
@@ -400,5 +412,17 @@ class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.VerifyChatResponse, _abc.Awaitable[_service_pb2.VerifyChatResponse]]:
         """Recomputes every snapshot's checksum from history and checks the vault."""
+
+    @_abc_1.abstractmethod
+    def ImportChat(
+        self,
+        request_iterator: _MaybeAsyncIterator[_service_pb2.ImportChatRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ImportChatResponse, _abc.Awaitable[_service_pb2.ImportChatResponse]]:
+        """Writes a chat's whole history from a JSON export (format_version 1, with
+        version history) into a chat id that has none: a first message with
+        chat_id and request_id, then the export's bytes, then the media the
+        tenant does not hold yet. All or nothing.
+        """
 
 def add_TimeMachineServiceServicer_to_server(servicer: TimeMachineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
