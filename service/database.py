@@ -77,7 +77,15 @@ def _row_factory(row: type[Any] | None) -> Any:
     """Rows as dicts by default, as plain tuples for `tuple`, else as `row` records."""
     if row is None:
         return dict_row
-    return tuple_row if row is tuple else record_row(row)
+    if row is tuple:
+        return tuple_row
+    factory = _RECORD_ROWS.get(row)
+    if factory is None:  # one factory per row class: its field names are worked out once (a race makes two)
+        factory = _RECORD_ROWS[row] = record_row(row)
+    return factory
+
+
+_RECORD_ROWS: dict[type[Any], Any] = {}
 
 
 class Transaction:

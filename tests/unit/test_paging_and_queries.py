@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from psycopg import _queries as psycopg_queries
 
 from service import paging, queries
 from service.errors import InvalidArgument
@@ -22,7 +23,9 @@ def test_token_round_trip_and_scope_binding() -> None:
 
 def test_sql_blocks_parse_by_name_and_reject_duplicates() -> None:
     blocks = queries.parse("-- name: a\nselect 1\n\n-- name: b\n-- doc\nselect 2\n")
-    assert blocks == {"a": "select 1", "b": "-- doc\nselect 2"}
+    assert blocks == {"a": "select 1", "b": "select 2"}  # comment lines are for readers, not the server
+    for name, body in queries.all_queries().items():  # psycopg caches placeholders of statements up to 4 KiB
+        assert len(body.encode()) <= psycopg_queries.MAX_CACHED_STATEMENT_LENGTH, name
     with pytest.raises(ValueError, match="duplicate"):
         queries.parse("-- name: a\nselect 1\n-- name: a\nselect 2\n")
     assert queries.parse("-- name: crc32s\nselect 3\n") == {"crc32s": "select 3"}
