@@ -22,6 +22,7 @@ from server.servicer import Product, TimeMachineServicer
 from server.tls import ReloadingCredentials, TlsFiles
 from server.tokens import TokenRules, TokenVerifier
 from server.tracing import Tracing
+from service.chats import Chats
 from service.compare import Comparer
 from service.config import Settings
 from service.database import Database
@@ -68,6 +69,7 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweepe
         # a quarter for watches leaves short calls a quarter at least.
         watcher=Watcher(stores.db, events, max_watches=max(1, settings.grpc_workers // 4)),
         importer=Importer(stores.db, stores.vault, sweeper, settings.max_upload_bytes),
+        chats=Chats(stores.db),
     )
 
 

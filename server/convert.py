@@ -11,6 +11,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from service import models
+from service.chats import ChatSummary
 from service.errors import FieldViolation, InvalidArgument
 from service.export.bundles import Bundle
 
@@ -241,4 +242,17 @@ def bundle(row: Bundle) -> pb.ExportBundle:
         to_snapshot_id=str(row.to_snapshot_id),
         sha256=row.sha256,
         file_name=row.file_name,
+    )
+
+
+def chat_summary(row: ChatSummary) -> pb.ChatSummary:
+    return pb.ChatSummary(
+        chat_id=str(row.chat_id),
+        title=row.title,
+        current_version=row.head_version,
+        message_count=row.message_count,
+        file_count=row.file_count,
+        updated_at=timestamp(row.head_time),
+        archived=row.archived,
+        deleted=row.deleted,
     )

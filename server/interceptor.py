@@ -43,6 +43,10 @@ USER_REQUIRED = frozenset(
         "CreateExport",
         "DownloadExport",
         "ImportChat",
+        "ArchiveChat",
+        "UnarchiveChat",
+        "DeleteChat",
+        "UndeleteChat",
     }
 )
 _CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {

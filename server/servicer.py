@@ -12,6 +12,7 @@ from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
 from server.admission import IdleGuard
+from service.chats import ChatFilter, Chats
 from service.compare import Comparer
 from service.errors import Cancelled, FieldViolation, InvalidArgument
 from service.events import Watcher
@@ -20,7 +21,7 @@ from service.export.exporter import Exporter, ExportRequest, ExportStream
 from service.files import Files, UploadHeader
 from service.history import History
 from service.importer import Importer, MediaChunk
-from service.models import ChatView
+from service.models import ChatView, Trigger
 from service.restore import Restorer, RestoreRequest
 from service.search import Searcher, SearchType
 from service.timeline import Reader
@@ -43,6 +44,7 @@ class Product:
     comparer: Comparer
     watcher: Watcher
     importer: Importer
+    chats: Chats
 
 
 def _export_request(request: Any) -> ExportRequest:
@@ -467,3 +469,29 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             file_versions_imported=result.file_versions,
             media_received=result.media_received,
         )
+
+    def ListChats(self, request: api.ListChatsRequest, context: Any) -> api.ListChatsResponse:
+        chat_filter = ChatFilter(
+            title_query=request.title_query,
+            user_id=request.user_id,
+            include_archived=request.include_archived,
+            include_deleted=request.include_deleted,
+        )
+        rows, token = self.p.chats.list(identity.current(), chat_filter, request.page_size, request.page_token)
+        return api.ListChatsResponse(chats=[convert.chat_summary(row) for row in rows], next_page_token=token)
+
+    def ArchiveChat(self, request: api.ArchiveChatRequest, context: Any) -> api.ArchiveChatResponse:
+        return api.ArchiveChatResponse(snapshot=self._chat_change(request, Trigger.CHAT_ARCHIVED))
+
+    def UnarchiveChat(self, request: api.UnarchiveChatRequest, context: Any) -> api.UnarchiveChatResponse:
+        return api.UnarchiveChatResponse(snapshot=self._chat_change(request, Trigger.CHAT_UNARCHIVED))
+
+    def DeleteChat(self, request: api.DeleteChatRequest, context: Any) -> api.DeleteChatResponse:
+        return api.DeleteChatResponse(snapshot=self._chat_change(request, Trigger.CHAT_DELETED))
+
+    def UndeleteChat(self, request: api.UndeleteChatRequest, context: Any) -> api.UndeleteChatResponse:
+        return api.UndeleteChatResponse(snapshot=self._chat_change(request, Trigger.CHAT_UNDELETED))
+
+    def _chat_change(self, request: Any, trigger: Trigger) -> pb.Snapshot:
+        snapshot = self.p.chats.change(identity.current(), request.chat_id, trigger, _options(request))
+        return convert.snapshot(snapshot)

@@ -289,7 +289,13 @@ class Importer:
         )
         tx.execute(
             "import_head",
-            {**params, "version": marker.version, "snapshot_id": marker.id, "head_time": marker.created_at},
+            {
+                **params,
+                "version": marker.version,
+                "snapshot_id": marker.id,
+                "head_time": marker.created_at,
+                "user_id": identity.user_id,
+            },
         )
         tx.snapshots.append(Trigger.CHAT_IMPORTED.value)
         result = ImportResult(

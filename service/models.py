@@ -65,6 +65,8 @@ class ChatHead:
     total_tokens: int
     state_sum: str
     next_position: int
+    archived: bool = False
+    deleted: bool = False
 
 
 @dataclass

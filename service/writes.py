@@ -359,11 +359,13 @@ def open_write(
     replay_triggers: tuple[Trigger, ...],
     *,
     register: bool = True,
+    deleted_ok: bool = False,
 ) -> Write:
-    """Lock the chat (registering it if new) and check request id and version.
+    """Lock the chat (registering it if new) and check request id, version and that it is not deleted.
 
     Raises Replay when `request_id` was already used in this chat: the caller
-    answers with the first call's result and writes nothing.
+    answers with the first call's result and writes nothing. A deleted chat
+    (DeleteChat) takes no write but UndeleteChat (`deleted_ok`).
     """
     params = {"tenant_id": identity.tenant_id, "chat_id": chat_id}
     request_id, expected_version = options.request_id or None, options.expected_version
@@ -379,6 +381,8 @@ def open_write(
             if first.trigger not in replay_triggers:
                 raise FailedPrecondition("request_id was already used for a different call in this chat")
             raise Replay(first)
+    if head.deleted and not deleted_ok:
+        raise FailedPrecondition("the chat is deleted: UndeleteChat brings it back before it takes writes")
     if expected_version is not None and expected_version != head.head_version:
         raise Aborted(f"chat is at version {head.head_version}, not the expected {expected_version}")
     return Write(tx, head, identity, request_id)

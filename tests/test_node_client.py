@@ -1,5 +1,5 @@
 """A Node.js client (grpc-js, proto-loader over proto/) speaks the contract:
-unary calls, an upload stream, a download stream and an export stream."""
+unary calls, an upload stream, a download stream, an export stream and an import stream."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def node_client() -> Path:
 
 
 def test_node_client_round_trip(stack: Stack, node_client: Path) -> None:
-    tenant, user, chat = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    tenant, user, chat, copy = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     result = subprocess.run(
-        ["node", str(node_client), stack.address, tenant, user, chat],
+        ["node", str(node_client), stack.address, tenant, user, chat, copy],
         capture_output=True,
         text=True,
         timeout=120,
@@ -44,3 +44,9 @@ def test_node_client_round_trip(stack: Stack, node_client: Path) -> None:
     assert seen["export_header"] == [True, "application/json"] and seen["export_trailer_ok"]
     assert seen["export_messages"] == ["hello from node"]
     assert seen["bad_input_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    # v1 additions: the chat list and a chat's life, and ImportChat's client stream (5 snapshots:
+    # save, upload, archive, delete, undelete; the refused save wrote none).
+    assert seen["archived_trigger"] == "SNAPSHOT_TRIGGER_CHAT_ARCHIVED" and seen["listed"] == [[chat, True]]
+    assert seen["deleted_write_code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert seen["undeleted_trigger"] == "SNAPSHOT_TRIGGER_CHAT_UNDELETED"
+    assert seen["imported"] == ["5", "SNAPSHOT_TRIGGER_CHAT_IMPORTED", seen["source_checksum"]]

@@ -7,14 +7,14 @@ ON CONFLICT (tenant_id, chat_id) DO NOTHING
 -- name: lock_chat
 -- Writers to one chat queue here, so versions are 1, 2, 3 … without gaps.
 SELECT tenant_id, chat_id, title, head_version, head_snapshot_id, head_time,
-       message_count, file_count, total_tokens, state_sum, next_position
+       message_count, file_count, total_tokens, state_sum, next_position, archived, deleted
 FROM tm_chats
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
 FOR UPDATE
 
 -- name: get_chat_head
 SELECT tenant_id, chat_id, title, head_version, head_snapshot_id, head_time,
-       message_count, file_count, total_tokens, state_sum, next_position
+       message_count, file_count, total_tokens, state_sum, next_position, archived, deleted
 FROM tm_chats
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
 
@@ -50,7 +50,8 @@ WITH snapshot AS (
     UPDATE tm_chats c
     SET title = s.title, head_version = s.version, head_snapshot_id = s.id, head_time = s.created_at,
         message_count = s.message_count, file_count = s.file_count, total_tokens = s.total_tokens,
-        state_sum = s.checksum, next_position = %(next_position)s
+        state_sum = s.checksum, next_position = %(next_position)s,
+        last_user_id = coalesce(s.user_id, c.last_user_id)
     FROM snapshot s
     WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
     RETURNING pg_notify('tm_chat_events', c.tenant_id::text || '/' || c.chat_id::text)

@@ -125,7 +125,8 @@ FROM jsonb_to_recordset(%(rows)s::jsonb)
 -- name: import_head
 -- The chat's head moves to the CHAT_IMPORTED snapshot; watchers hear of it.
 UPDATE tm_chats
-SET head_version = %(version)s, head_snapshot_id = %(snapshot_id)s, head_time = %(head_time)s
+SET head_version = %(version)s, head_snapshot_id = %(snapshot_id)s, head_time = %(head_time)s,
+    last_user_id = %(user_id)s
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
 RETURNING pg_notify('tm_chat_events', tenant_id::text || '/' || chat_id::text)
 

@@ -1,5 +1,5 @@
 // A Node.js client of the contract (grpc-js + proto-loader), as other teams
-// would write one. Usage: node client.js HOST:PORT TENANT USER CHAT
+// would write one. Usage: node client.js HOST:PORT TENANT USER CHAT COPY (COPY: a chat id to import into)
 // Prints one JSON object with what it saw; tests/test_node_client.py checks it.
 "use strict";
 const path = require("path");
@@ -7,7 +7,7 @@ const crypto = require("crypto");
 const grpc = require("@grpc/grpc-js");
 const loader = require("@grpc/proto-loader");
 
-const [address, tenant, user, chat] = process.argv.slice(2);
+const [address, tenant, user, chat, copy] = process.argv.slice(2);
 const definition = loader.loadSync("timemachine/v1/service.proto", {
   includeDirs: [path.join(__dirname, "..", "..", "proto")],
   keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
@@ -60,6 +60,30 @@ async function main() {
   out.export_trailer_ok = exp[exp.length - 1].sha256 === crypto.createHash("sha256").update(exportBody).digest("hex")
     && Number(exp[exp.length - 1].size_bytes) === exportBody.length;
   out.export_messages = JSON.parse(exportBody.toString("utf8")).messages.map((m) => m.content);
+
+  // v1 additions: the chat list and a chat's life, and ImportChat (a client stream).
+  const archived = await unary("ArchiveChat", { chat_id: chat, request_id: "node-archive" });
+  out.archived_trigger = archived.snapshot.trigger;
+  const listed = await unary("ListChats", { include_archived: true });
+  out.listed = listed.chats.map((c) => [c.chat_id, c.archived]);
+  await unary("DeleteChat", { chat_id: chat });
+  try {
+    await unary("SaveMessage", { chat_id: chat, role: "MESSAGE_ROLE_USER", content: "refused" });
+    out.deleted_write_code = "OK";
+  } catch (err) {
+    out.deleted_write_code = err.code;
+  }
+  out.undeleted_trigger = (await unary("UndeleteChat", { chat_id: chat })).snapshot.trigger;
+  const history = await collect(client.ExportChat({ chat_id: chat, format: "EXPORT_FORMAT_JSON", include_version_history: true }, md));
+  const historyBody = Buffer.concat(history.slice(1, -1).map((r) => r.chunk));
+  const imported = await new Promise((resolve, reject) => {
+    const call = client.ImportChat(md, (err, reply) => (err ? reject(err) : resolve(reply)));
+    call.write({ chat_id: copy, request_id: "node-import" });
+    for (let i = 0; i < historyBody.length; i += 4096) call.write({ export_chunk: historyBody.subarray(i, i + 4096) });
+    call.end();  // the tenant holds the file's bytes: no media need be sent
+  });
+  out.imported = [imported.snapshots_imported, imported.last_snapshot.trigger, imported.checksum];
+  out.source_checksum = (await unary("GetChat", { chat_id: chat })).snapshot.checksum;
 
   try {
     await unary("GetChat", { chat_id: "not-a-uuid" });

@@ -995,3 +995,55 @@ class VerifyProblem(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyProblem: _TypeAlias = VerifyProblem  # noqa: Y015
+
+@_typing.final
+class ChatSummary(_message.Message):
+    """One chat in the chat list (ListChats)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    CURRENT_VERSION_FIELD_NUMBER: _builtins.int
+    MESSAGE_COUNT_FIELD_NUMBER: _builtins.int
+    FILE_COUNT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    title: _builtins.str
+    """Its current title."""
+    current_version: _builtins.int
+    """Its current version (the number of its snapshots)."""
+    message_count: _builtins.int
+    """Live messages now."""
+    file_count: _builtins.int
+    """Current files now."""
+    archived: _builtins.bool
+    """Archived: off the default list."""
+    deleted: _builtins.bool
+    """Soft-deleted: off the list and refusing writes until undeleted."""
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When its latest snapshot was taken."""
+
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        current_version: _builtins.int = ...,
+        message_count: _builtins.int = ...,
+        file_count: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        archived: _builtins.bool = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "chat_id", b"chat_id", "current_version", b"current_version", "deleted", b"deleted", "file_count", b"file_count", "message_count", b"message_count", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatSummary: _TypeAlias = ChatSummary  # noqa: Y015

@@ -2032,3 +2032,297 @@ class ImportChatResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportChatResponse: _TypeAlias = ImportChatResponse  # noqa: Y015
+
+@_typing.final
+class ListChatsRequest(_message.Message):
+    """Request for ListChats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TITLE_QUERY_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_ARCHIVED_FIELD_NUMBER: _builtins.int
+    INCLUDE_DELETED_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Most chats per page (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page, with the same filters."""
+    title_query: _builtins.str
+    """Only chats whose title contains this text (case-insensitive)."""
+    user_id: _builtins.str
+    """Only chats this user (UUID) wrote to last."""
+    include_archived: _builtins.bool
+    """Also archived chats."""
+    include_deleted: _builtins.bool
+    """Also soft-deleted chats."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        title_query: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        include_archived: _builtins.bool = ...,
+        include_deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_archived", b"include_archived", "include_deleted", b"include_deleted", "page_size", b"page_size", "page_token", b"page_token", "title_query", b"title_query", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChatsRequest: _TypeAlias = ListChatsRequest  # noqa: Y015
+
+@_typing.final
+class ListChatsResponse(_message.Message):
+    """Response for ListChats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHATS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last."""
+    @_builtins.property
+    def chats(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.ChatSummary]:
+        """The chats of this page, newest change first."""
+
+    def __init__(
+        self,
+        *,
+        chats: _abc.Iterable[_resources_pb2.ChatSummary] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chats", b"chats", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChatsResponse: _TypeAlias = ListChatsResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveChatRequest(_message.Message):
+    """Request for ArchiveChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key gets the first answer."""
+    expected_version: _builtins.int
+    """Optimistic concurrency guard: the chat's current version."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___ArchiveChatRequest: _TypeAlias = ArchiveChatRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveChatResponse(_message.Message):
+    """Response for ArchiveChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> _resources_pb2.Snapshot:
+        """The CHAT_ARCHIVED snapshot."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: _resources_pb2.Snapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveChatResponse: _TypeAlias = ArchiveChatResponse  # noqa: Y015
+
+@_typing.final
+class UnarchiveChatRequest(_message.Message):
+    """Request for UnarchiveChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key gets the first answer."""
+    expected_version: _builtins.int
+    """Optimistic concurrency guard: the chat's current version."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___UnarchiveChatRequest: _TypeAlias = UnarchiveChatRequest  # noqa: Y015
+
+@_typing.final
+class UnarchiveChatResponse(_message.Message):
+    """Response for UnarchiveChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> _resources_pb2.Snapshot:
+        """The CHAT_UNARCHIVED snapshot."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: _resources_pb2.Snapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnarchiveChatResponse: _TypeAlias = UnarchiveChatResponse  # noqa: Y015
+
+@_typing.final
+class DeleteChatRequest(_message.Message):
+    """Request for DeleteChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key gets the first answer."""
+    expected_version: _builtins.int
+    """Optimistic concurrency guard: the chat's current version."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___DeleteChatRequest: _TypeAlias = DeleteChatRequest  # noqa: Y015
+
+@_typing.final
+class DeleteChatResponse(_message.Message):
+    """Response for DeleteChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> _resources_pb2.Snapshot:
+        """The CHAT_DELETED snapshot."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: _resources_pb2.Snapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteChatResponse: _TypeAlias = DeleteChatResponse  # noqa: Y015
+
+@_typing.final
+class UndeleteChatRequest(_message.Message):
+    """Request for UndeleteChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key gets the first answer."""
+    expected_version: _builtins.int
+    """Optimistic concurrency guard: the chat's current version."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___UndeleteChatRequest: _TypeAlias = UndeleteChatRequest  # noqa: Y015
+
+@_typing.final
+class UndeleteChatResponse(_message.Message):
+    """Response for UndeleteChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> _resources_pb2.Snapshot:
+        """The CHAT_UNDELETED snapshot."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: _resources_pb2.Snapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UndeleteChatResponse: _TypeAlias = UndeleteChatResponse  # noqa: Y015

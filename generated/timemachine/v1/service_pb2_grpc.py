@@ -181,6 +181,31 @@ class TimeMachineServiceStub:
                 request_serializer=timemachine_dot_v1_dot_service__pb2.ImportChatRequest.SerializeToString,
                 response_deserializer=timemachine_dot_v1_dot_service__pb2.ImportChatResponse.FromString,
                 _registered_method=True)
+        self.ListChats = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/ListChats',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.ListChatsRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.ListChatsResponse.FromString,
+                _registered_method=True)
+        self.ArchiveChat = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/ArchiveChat',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.ArchiveChatRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.ArchiveChatResponse.FromString,
+                _registered_method=True)
+        self.UnarchiveChat = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/UnarchiveChat',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.UnarchiveChatRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.UnarchiveChatResponse.FromString,
+                _registered_method=True)
+        self.DeleteChat = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/DeleteChat',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.DeleteChatRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.DeleteChatResponse.FromString,
+                _registered_method=True)
+        self.UndeleteChat = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/UndeleteChat',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.UndeleteChatRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.UndeleteChatResponse.FromString,
+                _registered_method=True)
 
 
 class TimeMachineServiceServicer:
@@ -392,6 +417,43 @@ class TimeMachineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChats(self, request, context):
+        """Lists the tenant's chats, newest change first (paged); archived and
+        deleted chats only when asked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveChat(self, request, context):
+        """Takes a chat off the default chat list; it still takes writes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnarchiveChat(self, request, context):
+        """Brings an archived chat back to the default chat list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteChat(self, request, context):
+        """Soft-deletes a chat: it leaves the chat list and refuses writes
+        (FAILED_PRECONDITION) until UndeleteChat; every version stays readable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndeleteChat(self, request, context):
+        """Brings a soft-deleted chat back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TimeMachineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -529,6 +591,31 @@ def add_TimeMachineServiceServicer_to_server(servicer, server):
                     servicer.ImportChat,
                     request_deserializer=timemachine_dot_v1_dot_service__pb2.ImportChatRequest.FromString,
                     response_serializer=timemachine_dot_v1_dot_service__pb2.ImportChatResponse.SerializeToString,
+            ),
+            'ListChats': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChats,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.ListChatsRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.ListChatsResponse.SerializeToString,
+            ),
+            'ArchiveChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveChat,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.ArchiveChatRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.ArchiveChatResponse.SerializeToString,
+            ),
+            'UnarchiveChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnarchiveChat,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.UnarchiveChatRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.UnarchiveChatResponse.SerializeToString,
+            ),
+            'DeleteChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteChat,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.DeleteChatRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.DeleteChatResponse.SerializeToString,
+            ),
+            'UndeleteChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndeleteChat,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.UndeleteChatRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.UndeleteChatResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1271,6 +1358,141 @@ class TimeMachineService:
             '/timemachine.v1.TimeMachineService/ImportChat',
             timemachine_dot_v1_dot_service__pb2.ImportChatRequest.SerializeToString,
             timemachine_dot_v1_dot_service__pb2.ImportChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/ListChats',
+            timemachine_dot_v1_dot_service__pb2.ListChatsRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.ListChatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/ArchiveChat',
+            timemachine_dot_v1_dot_service__pb2.ArchiveChatRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.ArchiveChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnarchiveChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/UnarchiveChat',
+            timemachine_dot_v1_dot_service__pb2.UnarchiveChatRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.UnarchiveChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/DeleteChat',
+            timemachine_dot_v1_dot_service__pb2.DeleteChatRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.DeleteChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndeleteChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/UndeleteChat',
+            timemachine_dot_v1_dot_service__pb2.UndeleteChatRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.UndeleteChatResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -107,6 +107,20 @@ class TimeMachineServiceStub:
     chat_id and request_id, then the export's bytes, then the media the
     tenant does not hold yet. All or nothing.
     """
+    ListChats: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListChatsRequest, _service_pb2.ListChatsResponse]
+    """Lists the tenant's chats, newest change first (paged); archived and
+    deleted chats only when asked.
+    """
+    ArchiveChat: _grpc.UnaryUnaryMultiCallable[_service_pb2.ArchiveChatRequest, _service_pb2.ArchiveChatResponse]
+    """Takes a chat off the default chat list; it still takes writes."""
+    UnarchiveChat: _grpc.UnaryUnaryMultiCallable[_service_pb2.UnarchiveChatRequest, _service_pb2.UnarchiveChatResponse]
+    """Brings an archived chat back to the default chat list."""
+    DeleteChat: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteChatRequest, _service_pb2.DeleteChatResponse]
+    """Soft-deletes a chat: it leaves the chat list and refuses writes
+    (FAILED_PRECONDITION) until UndeleteChat; every version stays readable.
+    """
+    UndeleteChat: _grpc.UnaryUnaryMultiCallable[_service_pb2.UndeleteChatRequest, _service_pb2.UndeleteChatResponse]
+    """Brings a soft-deleted chat back."""
 
 @_typing.type_check_only
 class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
@@ -186,6 +200,20 @@ class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
     chat_id and request_id, then the export's bytes, then the media the
     tenant does not hold yet. All or nothing.
     """
+    ListChats: _aio.UnaryUnaryMultiCallable[_service_pb2.ListChatsRequest, _service_pb2.ListChatsResponse]  # type: ignore[assignment]
+    """Lists the tenant's chats, newest change first (paged); archived and
+    deleted chats only when asked.
+    """
+    ArchiveChat: _aio.UnaryUnaryMultiCallable[_service_pb2.ArchiveChatRequest, _service_pb2.ArchiveChatResponse]  # type: ignore[assignment]
+    """Takes a chat off the default chat list; it still takes writes."""
+    UnarchiveChat: _aio.UnaryUnaryMultiCallable[_service_pb2.UnarchiveChatRequest, _service_pb2.UnarchiveChatResponse]  # type: ignore[assignment]
+    """Brings an archived chat back to the default chat list."""
+    DeleteChat: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteChatRequest, _service_pb2.DeleteChatResponse]  # type: ignore[assignment]
+    """Soft-deletes a chat: it leaves the chat list and refuses writes
+    (FAILED_PRECONDITION) until UndeleteChat; every version stays readable.
+    """
+    UndeleteChat: _aio.UnaryUnaryMultiCallable[_service_pb2.UndeleteChatRequest, _service_pb2.UndeleteChatResponse]  # type: ignore[assignment]
+    """Brings a soft-deleted chat back."""
 
 class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
     """TimeMachineService keeps every version of a chat and lets callers fly back
@@ -424,5 +452,49 @@ class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
         chat_id and request_id, then the export's bytes, then the media the
         tenant does not hold yet. All or nothing.
         """
+
+    @_abc_1.abstractmethod
+    def ListChats(
+        self,
+        request: _service_pb2.ListChatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListChatsResponse, _abc.Awaitable[_service_pb2.ListChatsResponse]]:
+        """Lists the tenant's chats, newest change first (paged); archived and
+        deleted chats only when asked.
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveChat(
+        self,
+        request: _service_pb2.ArchiveChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ArchiveChatResponse, _abc.Awaitable[_service_pb2.ArchiveChatResponse]]:
+        """Takes a chat off the default chat list; it still takes writes."""
+
+    @_abc_1.abstractmethod
+    def UnarchiveChat(
+        self,
+        request: _service_pb2.UnarchiveChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UnarchiveChatResponse, _abc.Awaitable[_service_pb2.UnarchiveChatResponse]]:
+        """Brings an archived chat back to the default chat list."""
+
+    @_abc_1.abstractmethod
+    def DeleteChat(
+        self,
+        request: _service_pb2.DeleteChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DeleteChatResponse, _abc.Awaitable[_service_pb2.DeleteChatResponse]]:
+        """Soft-deletes a chat: it leaves the chat list and refuses writes
+        (FAILED_PRECONDITION) until UndeleteChat; every version stays readable.
+        """
+
+    @_abc_1.abstractmethod
+    def UndeleteChat(
+        self,
+        request: _service_pb2.UndeleteChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UndeleteChatResponse, _abc.Awaitable[_service_pb2.UndeleteChatResponse]]:
+        """Brings a soft-deleted chat back."""
 
 def add_TimeMachineServiceServicer_to_server(servicer: TimeMachineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
