@@ -13,7 +13,7 @@ from generated.timemachine.v1 import service_pb2_grpc
 from server import convert, identity
 from server.admission import IdleGuard
 from service.chats import ChatFilter, Chats
-from service.compare import Comparer
+from service.compare import Comparer, Comparison
 from service.errors import Cancelled, FieldViolation, InvalidArgument
 from service.events import Watcher
 from service.export.bundles import Bundles
@@ -82,6 +82,24 @@ def _first(requests: Iterator[Any], guard: IdleGuard, context: Any, holding: str
             raise Cancelled("the stream ended before its first message")
         raise InvalidArgument([FieldViolation("chat_id", f"the stream needs a first message with {holding}")])
     return first
+
+
+def _fill_changes(message: Any, c: Comparison) -> None:
+    """A comparison into CompareSnapshotsResponse or RestorePreview (the same fields)."""
+    message.added_files.extend(convert.media_file(f, with_text=False) for f in c.added_files)
+    message.removed_files.extend(convert.media_file(f, with_text=False) for f in c.removed_files)
+    message.changed_files.extend(
+        pb.FileChange(before=convert.media_file(a, with_text=False), after=convert.media_file(b, with_text=False))
+        for a, b in c.changed_files
+    )
+    message.title_changed = c.from_title != c.to_title
+    message.from_title = c.from_title
+    message.to_title = c.to_title
+    convert.add_messages(message.added_messages, c.added_messages)
+    convert.add_messages(message.removed_messages, c.removed_messages)
+    add_change = message.edited_messages.add
+    for before, after in c.edited_messages:
+        add_change(before=convert.message_fields(before), after=convert.message_fields(after))
 
 
 def _full_view(view: int) -> bool:
@@ -154,7 +172,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         return api.CreateSnapshotResponse(snapshot=convert.snapshot(snapshot))
 
     def Restore(self, request: api.RestoreRequest, context: Any) -> api.RestoreResponse:
-        result = self.p.restorer.restore(
+        result, preview = self.p.restorer.restore(
             identity.current(),
             RestoreRequest(
                 chat_id=request.chat_id,
@@ -165,9 +183,20 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
                 range_first_id=request.message_range.first_message_id,
                 range_last_id=request.message_range.last_message_id,
                 reason=request.reason,
+                validate_only=request.validate_only,
             ),
             _options(request),
         )
+        if preview is not None:  # nothing was written: no snapshot to name
+            answer = api.RestoreResponse(
+                messages_restored=result.messages_restored,
+                files_restored=result.files_restored,
+                new_version=preview.version,
+                previous_snapshot_id=convert.text(result.previous_snapshot_id),
+                preview=api.RestorePreview(resulting_checksum=preview.checksum),
+            )
+            _fill_changes(answer.preview, preview.changes)
+            return answer
         return api.RestoreResponse(
             success=True,
             new_snapshot_id=str(result.snapshot.id),
@@ -337,25 +366,8 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             request.page_size,
             request.page_token,
         )
-        response = api.CompareSnapshotsResponse(
-            added_files=[convert.media_file(f, with_text=False) for f in c.added_files],
-            removed_files=[convert.media_file(f, with_text=False) for f in c.removed_files],
-            changed_files=[
-                pb.FileChange(
-                    before=convert.media_file(a, with_text=False), after=convert.media_file(b, with_text=False)
-                )
-                for a, b in c.changed_files
-            ],
-            title_changed=c.from_title != c.to_title,
-            from_title=c.from_title,
-            to_title=c.to_title,
-            next_page_token=c.next_page_token,
-        )
-        convert.add_messages(response.added_messages, c.added_messages)
-        convert.add_messages(response.removed_messages, c.removed_messages)
-        add_change = response.edited_messages.add
-        for before, after in c.edited_messages:
-            add_change(before=convert.message_fields(before), after=convert.message_fields(after))
+        response = api.CompareSnapshotsResponse(next_page_token=c.next_page_token)
+        _fill_changes(response, c)
         return response
 
     def WatchChat(self, request: api.WatchChatRequest, context: Any) -> Iterator[api.WatchChatResponse]:

@@ -14,8 +14,8 @@ from itertools import groupby
 from typing import Any
 
 from service import paging, states
-from service.database import Database
-from service.models import Identity, MediaFile, MessageEntry
+from service.database import Database, Transaction
+from service.models import Identity, MediaFile, MessageEntry, Snapshot
 from service.timeline import MAX_PAGE, find_snapshot, require_chat
 from service.validation import Checker
 
@@ -77,44 +77,67 @@ class Comparer:
             require_chat(tx, identity, chat)
             before_snapshot = find_snapshot(tx, identity, chat, first, "from_snapshot_id")
             after_snapshot = find_snapshot(tx, identity, chat, last, "to_snapshot_id")
-            params = {
-                "tenant_id": tenant,
-                "chat_id": chat,
-                "from_version": before_snapshot.version,
-                "to_version": after_snapshot.version,
-                "after_position": after,
-                # An edit is two rows: this many hold `size` messages and the next one's first row.
-                "limit": 2 * size + 2 if size else None,
-            }
-            changes: list[tuple[int, list[ChangeRow]]]
-            if size:
-                changes = list(_by_message(tx.all("message_changes", params, tuple)))
-            else:  # as many as fit one answer, read as a stream and stopped there
-                with closing(tx.stream("message_changes", params, tuple)) as rows:
-                    changes = paging.until_full(_by_message(rows), _weight)
-            files_before: dict[str, MediaFile] = {}
-            files_after: dict[str, MediaFile] = {}
-            if not page_token:
-                before_files = states.files_at(tx, tenant, chat, before_snapshot.version, with_text=False)
-                after_files = states.files_at(tx, tenant, chat, after_snapshot.version, with_text=False)
-                files_before = {f.original_name: f for f in before_files}
-                files_after = {f.original_name: f for f in after_files}
-        result = Comparison(from_title=before_snapshot.title, to_title=after_snapshot.title)
-        changes, result.next_page_token = paging.answer(changes, size or None, scope, lambda c: c[0], _weight)
-        for _, group in changes:
-            kinds = {row[-1]: MessageEntry._make(row[:-1]) for row in group}
-            if "added" in kinds:
-                result.added_messages.append(kinds["added"])
-            elif "removed" in kinds:
-                result.removed_messages.append(kinds["removed"])
-            else:
-                result.edited_messages.append((kinds["before"], kinds["after"]))
-        result.added_files = [f for k, f in files_after.items() if k not in files_before]
-        result.removed_files = [f for k, f in files_before.items() if k not in files_after]
-        result.changed_files = [
-            (files_before[k], f)
-            for k, f in files_after.items()
-            if k in files_before
-            and (files_before[k].checksum_sha256, files_before[k].mime_type) != (f.checksum_sha256, f.mime_type)
-        ]
-        return result
+            return changes_between(
+                tx,
+                before_snapshot,
+                after_snapshot,
+                size=size,
+                after_position=after,
+                scope=scope,
+                with_files=not page_token,
+            )
+
+
+def changes_between(
+    tx: Transaction,
+    before_snapshot: Snapshot,
+    after_snapshot: Snapshot,
+    *,
+    size: int = 0,
+    after_position: int = 0,
+    scope: tuple[object, ...] = (),
+    with_files: bool = True,
+) -> Comparison:
+    """What changed from one snapshot of a chat to another, computed in SQL (also a restore's preview)."""
+    tenant, chat = after_snapshot.tenant_id, after_snapshot.chat_id
+    params = {
+        "tenant_id": tenant,
+        "chat_id": chat,
+        "from_version": before_snapshot.version,
+        "to_version": after_snapshot.version,
+        "after_position": after_position,
+        # An edit is two rows: this many hold `size` messages and the next one's first row.
+        "limit": 2 * size + 2 if size else None,
+    }
+    changes: list[tuple[int, list[ChangeRow]]]
+    if size:
+        changes = list(_by_message(tx.all("message_changes", params, tuple)))
+    else:  # as many as fit one answer, read as a stream and stopped there
+        with closing(tx.stream("message_changes", params, tuple)) as rows:
+            changes = paging.until_full(_by_message(rows), _weight)
+    files_before: dict[str, MediaFile] = {}
+    files_after: dict[str, MediaFile] = {}
+    if with_files:
+        before_files = states.files_at(tx, tenant, chat, before_snapshot.version, with_text=False)
+        after_files = states.files_at(tx, tenant, chat, after_snapshot.version, with_text=False)
+        files_before = {f.original_name: f for f in before_files}
+        files_after = {f.original_name: f for f in after_files}
+    result = Comparison(from_title=before_snapshot.title, to_title=after_snapshot.title)
+    changes, result.next_page_token = paging.answer(changes, size or None, scope, lambda c: c[0], _weight)
+    for _, group in changes:
+        kinds = {row[-1]: MessageEntry._make(row[:-1]) for row in group}
+        if "added" in kinds:
+            result.added_messages.append(kinds["added"])
+        elif "removed" in kinds:
+            result.removed_messages.append(kinds["removed"])
+        else:
+            result.edited_messages.append((kinds["before"], kinds["after"]))
+    result.added_files = [f for k, f in files_after.items() if k not in files_before]
+    result.removed_files = [f for k, f in files_before.items() if k not in files_after]
+    result.changed_files = [
+        (files_before[k], f)
+        for k, f in files_after.items()
+        if k in files_before
+        and (files_before[k].checksum_sha256, files_before[k].mime_type) != (f.checksum_sha256, f.mime_type)
+    ]
+    return result

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from service import checksum, states
+from service.compare import Comparison, changes_between
 from service.database import Database
 from service.errors import FieldViolation, InvalidArgument, NotFound
 from service.models import (
@@ -43,6 +44,22 @@ class RestoreRequest:
     range_first_id: str
     range_last_id: str
     reason: str
+    validate_only: bool = False  # AIP-163: answer with what the restore would do, write nothing
+
+
+@dataclass
+class RestorePreview:
+    """What a restore would do: the change from the chat now to the chat restored, and its checksum."""
+
+    changes: Comparison
+    checksum: str
+    version: int
+
+
+class _Previewed(Exception):
+    def __init__(self, preview: RestorePreview, result: RestoreResult) -> None:
+        self.preview = preview
+        self.result = result
 
 
 class MessagePlan(NamedTuple):
@@ -86,7 +103,20 @@ class Restorer:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def restore(self, identity: Identity, request: RestoreRequest, options: WriteOptions) -> RestoreResult:
+    def restore(
+        self, identity: Identity, request: RestoreRequest, options: WriteOptions
+    ) -> tuple[RestoreResult, RestorePreview | None]:
+        """The restore, or with `validate_only` what it would do (the preview) and nothing written.
+
+        A preview runs the very restore in a transaction that is rolled back,
+        so it cannot disagree with the restore itself.
+        """
+        try:
+            return self._restore(identity, request, options), None
+        except _Previewed as previewed:
+            return previewed.result, previewed.preview
+
+    def _restore(self, identity: Identity, request: RestoreRequest, options: WriteOptions) -> RestoreResult:
         check = Checker()
         chat = check.uuid("chat_id", request.chat_id)
         target_id = check.uuid("target_snapshot_id", request.target_snapshot_id)
@@ -108,6 +138,8 @@ class Restorer:
         assert chat is not None and target_id is not None and scope is not None
         if identity.user_id is None:  # the interceptor requires it; keep the log honest regardless
             raise InvalidArgument([FieldViolation("x-user-id", "is required for restores")])
+        if request.validate_only:  # a preview is no call to remember: a later real restore may use the key
+            options = WriteOptions(expected_version=options.expected_version)
         with self.db.transaction(identity.tenant_id) as tx:
             try:
                 write = open_write(tx, identity, chat, options, (Trigger.RESTORE_PERFORMED,), register=False)
@@ -151,7 +183,13 @@ class Restorer:
                     "created_at": snapshot.created_at,
                 },
             )
-            return RestoreResult(snapshot, messages_restored, files_restored, write.head.head_snapshot_id)
+            result = RestoreResult(snapshot, messages_restored, files_restored, write.head.head_snapshot_id)
+            if request.validate_only:
+                assert write.head.head_snapshot_id is not None  # a registered chat has a head
+                now = find_snapshot(tx, identity, chat, write.head.head_snapshot_id, "chat_id")
+                changes = changes_between(tx, now, snapshot)
+                raise _Previewed(RestorePreview(changes, snapshot.checksum, snapshot.version), result)
+            return result
 
     def _restore_messages(
         self,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import grpc
 
 from generated.timemachine.v1 import resources_pb2 as pb
@@ -142,3 +145,73 @@ def test_restore_target_of_another_chat_is_not_found(caller: Caller, chat_id: st
     error = rpc_error(caller.restore, chat_id, elsewhere.snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT)
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert caller.chat(chat_id).current_version == 1
+
+
+def _changes(reply: Any) -> bytes:
+    """The diff fields CompareSnapshotsResponse and RestorePreview share, without the new rows' ids and times.
+
+    A preview's rows are the restore's rows made in a transaction that was
+    rolled back: the real restore makes the same with other ids and times.
+    """
+    diff = api.RestorePreview()
+    for name in ("added_messages", "removed_messages", "edited_messages", "added_files", "removed_files"):
+        getattr(diff, name).extend(getattr(reply, name))
+    diff.changed_files.extend(reply.changed_files)
+    diff.title_changed, diff.from_title, diff.to_title = reply.title_changed, reply.from_title, reply.to_title
+    rows: list[Any] = [*diff.added_messages, *diff.removed_messages, *diff.added_files, *diff.removed_files]
+    rows += [side for change in diff.edited_messages for side in (change.before, change.after)]
+    rows += [side for change in diff.changed_files for side in (change.before, change.after)]
+    for row in rows:
+        for name in ("id", "snapshot_id", "created_at", "previous_version_id", "superseded_at", "archived_at"):
+            if row.DESCRIPTOR.fields_by_name.get(name) is not None:
+                row.ClearField(name)
+    return diff.SerializeToString(deterministic=True)
+
+
+def test_a_preview_says_what_the_restore_does_and_writes_nothing(caller: Caller, chat_id: str) -> None:
+    saved = _chat_with_history(caller, chat_id)
+    caller.upload(chat_id, "later.txt", b"a file the target never had")
+    target = saved["c"].snapshot
+    cases: list[dict[str, Any]] = [
+        dict(scope=pb.RESTORE_SCOPE_FULL_CHAT),
+        dict(scope=pb.RESTORE_SCOPE_SINGLE_MESSAGE, message_ids=[saved["c"].message.message_id]),
+        dict(scope=pb.RESTORE_SCOPE_FILES_ONLY),
+    ]
+    for case in cases:
+        before = caller.chat(chat_id).snapshot
+        restores = caller.stub.ListRestores(api.ListRestoresRequest(chat_id=chat_id), metadata=caller.md).restores
+        preview = caller.restore(chat_id, target.id, validate_only=True, request_id=f"key-{case['scope']}", **case)
+        assert not preview.success and not preview.new_snapshot_id and not preview.HasField("snapshot")
+        assert preview.HasField("preview") and preview.new_version == before.version + 1
+        # Nothing written: same head, no snapshot, no restore-log entry.
+        assert caller.chat(chat_id).snapshot == before
+        assert (
+            caller.stub.ListRestores(api.ListRestoresRequest(chat_id=chat_id), metadata=caller.md).restores == restores
+        )
+        # The real restore (with the same request_id: the preview did not take it) does just that.
+        done = caller.restore(chat_id, target.id, request_id=f"key-{case['scope']}", **case)
+        assert done.success and done.snapshot.checksum == preview.preview.resulting_checksum
+        assert (done.messages_restored, done.files_restored) == (preview.messages_restored, preview.files_restored)
+        compared = caller.stub.CompareSnapshots(
+            api.CompareSnapshotsRequest(chat_id=chat_id, from_snapshot_id=before.id, to_snapshot_id=done.snapshot.id),
+            metadata=caller.md,
+        )
+        assert _changes(preview.preview) == _changes(compared), case
+    full = caller.restore(chat_id, saved["a"].snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT, validate_only=True).preview
+    assert [m.content for m in full.removed_messages] == ["b", "c"]
+    assert full.resulting_checksum == saved["a"].snapshot.checksum  # a FULL_CHAT restore reproduces its target
+
+
+def test_a_preview_refuses_what_the_restore_refuses(caller: Caller, other: Caller, chat_id: str) -> None:
+    saved = _chat_with_history(caller, chat_id)
+    target = saved["a"].snapshot.id
+    bad = rpc_error(caller.restore, chat_id, target, pb.RESTORE_SCOPE_SINGLE_MESSAGE, validate_only=True)
+    assert bad.code() is grpc.StatusCode.INVALID_ARGUMENT  # message_ids missing
+    unknown = rpc_error(caller.restore, chat_id, str(uuid.uuid4()), pb.RESTORE_SCOPE_FULL_CHAT, validate_only=True)
+    assert unknown.code() is grpc.StatusCode.NOT_FOUND
+    foreign = rpc_error(other.restore, chat_id, target, pb.RESTORE_SCOPE_FULL_CHAT, validate_only=True)
+    assert foreign.code() is grpc.StatusCode.NOT_FOUND
+    stale = rpc_error(
+        caller.restore, chat_id, target, pb.RESTORE_SCOPE_FULL_CHAT, validate_only=True, expected_version=1
+    )
+    assert stale.code() is grpc.StatusCode.ABORTED

@@ -379,6 +379,7 @@ class RestoreRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
     target_snapshot_id: _builtins.str
@@ -391,6 +392,10 @@ class RestoreRequest(_message.Message):
     """Idempotency key."""
     expected_version: _builtins.int
     """Optimistic concurrency guard."""
+    validate_only: _builtins.bool
+    """Only say what the restore would do (AIP-163): the response carries the
+    preview and nothing is written. request_id is not remembered for it.
+    """
     @_builtins.property
     def message_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """For SINGLE_MESSAGE: the messages to restore."""
@@ -415,10 +420,11 @@ class RestoreRequest(_message.Message):
         reason: _builtins.str = ...,
         request_id: _builtins.str = ...,
         expected_version: _builtins.int | None = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "message_range", b"message_range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "file_ids", b"file_ids", "message_ids", b"message_ids", "message_range", b"message_range", "reason", b"reason", "request_id", b"request_id", "scope", b"scope", "target_snapshot_id", b"target_snapshot_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "file_ids", b"file_ids", "message_ids", b"message_ids", "message_range", b"message_range", "reason", b"reason", "request_id", b"request_id", "scope", b"scope", "target_snapshot_id", b"target_snapshot_id", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
@@ -439,6 +445,7 @@ class RestoreResponse(_message.Message):
     NEW_VERSION_FIELD_NUMBER: _builtins.int
     PREVIOUS_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
+    PREVIEW_FIELD_NUMBER: _builtins.int
     success: _builtins.bool
     """Always true when the call returns OK."""
     new_snapshot_id: _builtins.str
@@ -455,6 +462,12 @@ class RestoreResponse(_message.Message):
     def snapshot(self) -> _resources_pb2.Snapshot:
         """The RESTORE_PERFORMED snapshot in full."""
 
+    @_builtins.property
+    def preview(self) -> Global___RestorePreview:
+        """With validate_only: what the restore would do; the fields above then
+        tell the counts and the version it would make, and no snapshot exists.
+        """
+
     def __init__(
         self,
         *,
@@ -465,10 +478,11 @@ class RestoreResponse(_message.Message):
         new_version: _builtins.int = ...,
         previous_snapshot_id: _builtins.str = ...,
         snapshot: _resources_pb2.Snapshot | None = ...,
+        preview: Global___RestorePreview | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preview", b"preview", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["files_restored", b"files_restored", "messages_restored", b"messages_restored", "new_snapshot_id", b"new_snapshot_id", "new_version", b"new_version", "previous_snapshot_id", b"previous_snapshot_id", "snapshot", b"snapshot", "success", b"success"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files_restored", b"files_restored", "messages_restored", b"messages_restored", "new_snapshot_id", b"new_snapshot_id", "new_version", b"new_version", "preview", b"preview", "previous_snapshot_id", b"previous_snapshot_id", "snapshot", b"snapshot", "success", b"success"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2326,3 +2340,75 @@ class UndeleteChatResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UndeleteChatResponse: _TypeAlias = UndeleteChatResponse  # noqa: Y015
+
+@_typing.final
+class RestorePreview(_message.Message):
+    """What a Restore with validate_only would do: the change from the chat now to
+    the chat restored, as CompareSnapshots tells it, and the resulting checksum.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDED_MESSAGES_FIELD_NUMBER: _builtins.int
+    REMOVED_MESSAGES_FIELD_NUMBER: _builtins.int
+    EDITED_MESSAGES_FIELD_NUMBER: _builtins.int
+    ADDED_FILES_FIELD_NUMBER: _builtins.int
+    REMOVED_FILES_FIELD_NUMBER: _builtins.int
+    CHANGED_FILES_FIELD_NUMBER: _builtins.int
+    TITLE_CHANGED_FIELD_NUMBER: _builtins.int
+    FROM_TITLE_FIELD_NUMBER: _builtins.int
+    TO_TITLE_FIELD_NUMBER: _builtins.int
+    RESULTING_CHECKSUM_FIELD_NUMBER: _builtins.int
+    title_changed: _builtins.bool
+    """Whether the title would change."""
+    from_title: _builtins.str
+    """The title now."""
+    to_title: _builtins.str
+    """The title after the restore."""
+    resulting_checksum: _builtins.str
+    """The chat's state checksum after the restore."""
+    @_builtins.property
+    def added_messages(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MessageVersion]:
+        """Messages that would come back (absent now)."""
+
+    @_builtins.property
+    def removed_messages(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MessageVersion]:
+        """Messages that would leave the current view."""
+
+    @_builtins.property
+    def edited_messages(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MessageChange]:
+        """Messages whose content or role would change."""
+
+    @_builtins.property
+    def added_files(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MediaFile]:
+        """Files that would come back."""
+
+    @_builtins.property
+    def removed_files(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MediaFile]:
+        """Files that would leave the current view."""
+
+    @_builtins.property
+    def changed_files(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.FileChange]:
+        """Files whose current version would change."""
+
+    def __init__(
+        self,
+        *,
+        added_messages: _abc.Iterable[_resources_pb2.MessageVersion] | None = ...,
+        removed_messages: _abc.Iterable[_resources_pb2.MessageVersion] | None = ...,
+        edited_messages: _abc.Iterable[_resources_pb2.MessageChange] | None = ...,
+        added_files: _abc.Iterable[_resources_pb2.MediaFile] | None = ...,
+        removed_files: _abc.Iterable[_resources_pb2.MediaFile] | None = ...,
+        changed_files: _abc.Iterable[_resources_pb2.FileChange] | None = ...,
+        title_changed: _builtins.bool = ...,
+        from_title: _builtins.str = ...,
+        to_title: _builtins.str = ...,
+        resulting_checksum: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_files", b"added_files", "added_messages", b"added_messages", "changed_files", b"changed_files", "edited_messages", b"edited_messages", "from_title", b"from_title", "removed_files", b"removed_files", "removed_messages", b"removed_messages", "resulting_checksum", b"resulting_checksum", "title_changed", b"title_changed", "to_title", b"to_title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestorePreview: _TypeAlias = RestorePreview  # noqa: Y015
