@@ -33,6 +33,7 @@ from service.export.exporter import Exporter
 from service.files import Files
 from service.history import History
 from service.importer import Importer
+from service.labels import Labels
 from service.restore import Restorer
 from service.search import Searcher
 from service.standby import LaggingReads
@@ -70,6 +71,7 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweepe
         watcher=Watcher(stores.db, events, max_watches=max(1, settings.grpc_workers // 4)),
         importer=Importer(stores.db, stores.vault, sweeper, settings.max_upload_bytes),
         chats=Chats(stores.db),
+        labels=Labels(stores.db),
     )
 
 

@@ -78,8 +78,9 @@ def from_struct(value: struct_pb2.Struct, field: str) -> dict[str, Any]:
     return converted
 
 
-def snapshot(row: models.Snapshot) -> pb.Snapshot:
+def snapshot(row: models.Snapshot, labels: Iterable[str] = ()) -> pb.Snapshot:
     return pb.Snapshot(
+        labels=sorted(labels),
         id=str(row.id),
         chat_id=str(row.chat_id),
         version=row.version,

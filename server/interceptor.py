@@ -47,6 +47,8 @@ USER_REQUIRED = frozenset(
         "UnarchiveChat",
         "DeleteChat",
         "UndeleteChat",
+        "LabelSnapshot",
+        "UnlabelSnapshot",
     }
 )
 _CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {

@@ -21,6 +21,7 @@ from service.export.exporter import Exporter, ExportRequest, ExportStream
 from service.files import Files, UploadHeader
 from service.history import History
 from service.importer import Importer, MediaChunk
+from service.labels import Labels
 from service.models import ChatView, Trigger
 from service.restore import Restorer, RestoreRequest
 from service.search import Searcher, SearchType
@@ -45,6 +46,7 @@ class Product:
     watcher: Watcher
     importer: Importer
     chats: Chats
+    labels: Labels
 
 
 def _export_request(request: Any) -> ExportRequest:
@@ -55,6 +57,8 @@ def _export_request(request: Any) -> ExportRequest:
         include_version_history=request.include_version_history,
         from_snapshot_id=request.from_snapshot_id,
         to_snapshot_id=request.to_snapshot_id,
+        label=request.label,
+        from_label=request.from_label,
     )
 
 
@@ -183,6 +187,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
                 range_first_id=request.message_range.first_message_id,
                 range_last_id=request.message_range.last_message_id,
                 reason=request.reason,
+                target_label=request.target_label,
                 validate_only=request.validate_only,
             ),
             _options(request),
@@ -314,7 +319,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             current_version=t.current_version,
             current_message_count=t.message_count,
             current_file_count=t.file_count,
-            snapshots=[convert.snapshot(s) for s in t.snapshots],
+            snapshots=[convert.snapshot(s, t.labels.get(s.id, ())) for s in t.snapshots],
             next_page_token=t.next_page_token,
             total_snapshots=t.total_snapshots,
             total_media_bytes=t.total_media_bytes,
@@ -331,12 +336,13 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             snapshot_id=request.snapshot_id if point == "snapshot_id" else None,
             version=request.version if point == "version" else None,
             at_time=convert.moment(request.at_time, "at_time") if point == "at_time" else None,
+            label=request.label if point == "label" else None,
             page_size=request.page_size,
             page_token=request.page_token,
         )
         assert view.snapshot is not None
         response = api.GetChatAtSnapshotResponse(
-            snapshot=convert.snapshot(view.snapshot),
+            snapshot=convert.snapshot(view.snapshot, view.labels),
             title=view.title,
             files=[convert.media_file(f, with_text=False) for f in view.files],
             next_page_token=view.next_page_token,
@@ -365,6 +371,8 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             request.to_snapshot_id,
             request.page_size,
             request.page_token,
+            from_label=request.from_label,
+            to_label=request.to_label,
         )
         response = api.CompareSnapshotsResponse(next_page_token=c.next_page_token)
         _fill_changes(response, c)
@@ -507,3 +515,13 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     def _chat_change(self, request: Any, trigger: Trigger) -> pb.Snapshot:
         snapshot = self.p.chats.change(identity.current(), request.chat_id, trigger, _options(request))
         return convert.snapshot(snapshot)
+
+    def LabelSnapshot(self, request: api.LabelSnapshotRequest, context: Any) -> api.LabelSnapshotResponse:
+        snapshot = self.p.labels.label(
+            identity.current(), request.chat_id, request.snapshot_id, request.label, _options(request)
+        )
+        return api.LabelSnapshotResponse(snapshot=convert.snapshot(snapshot))
+
+    def UnlabelSnapshot(self, request: api.UnlabelSnapshotRequest, context: Any) -> api.UnlabelSnapshotResponse:
+        snapshot = self.p.labels.unlabel(identity.current(), request.chat_id, request.label, _options(request))
+        return api.UnlabelSnapshotResponse(snapshot=convert.snapshot(snapshot))

@@ -16,8 +16,10 @@ from typing import Any
 from service import paging, states
 from service.database import Database, Transaction
 from service.models import Identity, MediaFile, MessageEntry, Snapshot
-from service.timeline import MAX_PAGE, find_snapshot, require_chat
+from service.timeline import MAX_PAGE, check_point, point, require_chat
 from service.validation import Checker
+
+FROM, TO = ("from_snapshot_id", "from_label"), ("to_snapshot_id", "to_label")  # a snapshot named by id or by label
 
 
 @dataclass
@@ -61,22 +63,24 @@ class Comparer:
         to_snapshot_id: str,
         page_size: int = 0,
         page_token: str = "",
+        from_label: str = "",
+        to_label: str = "",
     ) -> Comparison:
         """Every change unless a page size asks for pages (of changed messages, in chat order)."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
-        first = check.uuid("from_snapshot_id", from_snapshot_id)
-        last = check.uuid("to_snapshot_id", to_snapshot_id)
+        first = check_point(check, FROM, from_snapshot_id, from_label)
+        last = check_point(check, TO, to_snapshot_id, to_label)
         size = check.page_size("page_size", page_size, default=0, maximum=MAX_PAGE)
         check.done()
-        assert chat is not None and first is not None and last is not None
-        scope = ("compare", identity.tenant_id, chat, first, last)
-        after = paging.decode(page_token, scope, int) or 0
-        tenant = identity.tenant_id
-        with self.db.transaction(tenant) as tx:
+        assert chat is not None
+        with self.db.transaction(identity.tenant_id) as tx:
             require_chat(tx, identity, chat)
-            before_snapshot = find_snapshot(tx, identity, chat, first, "from_snapshot_id")
-            after_snapshot = find_snapshot(tx, identity, chat, last, "to_snapshot_id")
+            before_snapshot = point(tx, identity, chat, first, from_label, FROM)
+            after_snapshot = point(tx, identity, chat, last, to_label, TO)
+            # Pages belong to the snapshots the request resolved to (a label may move meanwhile).
+            scope = ("compare", identity.tenant_id, chat, before_snapshot.id, after_snapshot.id)
+            after = paging.decode(page_token, scope, int) or 0
             return changes_between(
                 tx,
                 before_snapshot,

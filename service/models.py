@@ -259,6 +259,7 @@ class ChatView:
     messages: list[MessageEntry]
     files: list[MediaFile] = field(default_factory=list)
     next_page_token: str = ""
+    labels: list[str] = field(default_factory=list)  # those naming `snapshot` now
 
 
 @dataclass
@@ -283,6 +284,7 @@ class Timeline:
     oldest: datetime | None
     newest: datetime | None
     by_date: dict[str, int]
+    labels: dict[UUID, list[str]] = field(default_factory=dict)  # snapshot id -> the labels naming it now
 
 
 @dataclass

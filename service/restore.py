@@ -29,7 +29,7 @@ from service.models import (
     Snapshot,
     Trigger,
 )
-from service.timeline import find_snapshot
+from service.timeline import check_point, find_snapshot, point
 from service.validation import Checker
 from service.writes import ContentCopy, Replay, Write, WriteOptions, open_write
 
@@ -44,6 +44,7 @@ class RestoreRequest:
     range_first_id: str
     range_last_id: str
     reason: str
+    target_label: str = ""  # instead of target_snapshot_id
     validate_only: bool = False  # AIP-163: answer with what the restore would do, write nothing
 
 
@@ -119,7 +120,9 @@ class Restorer:
     def _restore(self, identity: Identity, request: RestoreRequest, options: WriteOptions) -> RestoreResult:
         check = Checker()
         chat = check.uuid("chat_id", request.chat_id)
-        target_id = check.uuid("target_snapshot_id", request.target_snapshot_id)
+        target_id = check_point(
+            check, ("target_snapshot_id", "target_label"), request.target_snapshot_id, request.target_label
+        )
         scope = check.enum("scope", request.scope)
         message_ids = check.uuids("message_ids", request.message_ids)
         file_ids = check.uuids("file_ids", request.file_ids)
@@ -135,7 +138,7 @@ class Restorer:
         if scope is Scope.MESSAGE_RANGE and (first is None or last is None):
             check.fail("message_range", "first_message_id and last_message_id are required for MESSAGE_RANGE")
         check.done()
-        assert chat is not None and target_id is not None and scope is not None
+        assert chat is not None and scope is not None
         if identity.user_id is None:  # the interceptor requires it; keep the log honest regardless
             raise InvalidArgument([FieldViolation("x-user-id", "is required for restores")])
         if request.validate_only:  # a preview is no call to remember: a later real restore may use the key
@@ -152,7 +155,7 @@ class Restorer:
                 return RestoreResult(
                     replay.snapshot, record.messages_restored, record.files_restored, record.previous_snapshot_id
                 )
-            target = find_snapshot(tx, identity, chat, target_id, "target_snapshot_id")
+            target = point(tx, identity, chat, target_id, request.target_label, ("target_snapshot_id", "target_label"))
             messages_restored = self._restore_messages(write, target, scope, message_ids, first, last)
             files_restored = self._restore_files(write, target, scope, file_ids)
             if scope is Scope.FULL_CHAT and write.title != target.title:

@@ -27,6 +27,9 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
+MAX_LABEL_BYTES = 128  # a label (LabelSnapshot)
+
+
 def require_chat(tx: Transaction, identity: Identity, chat_id: UUID) -> ChatHead:
     head: ChatHead | None = tx.one("get_chat_head", {"tenant_id": identity.tenant_id, "chat_id": chat_id}, ChatHead)
     if head is None:
@@ -40,6 +43,54 @@ def find_snapshot(tx: Transaction, identity: Identity, chat_id: UUID, snapshot_i
     if snapshot is None or snapshot.chat_id != chat_id:
         raise NotFound(f"{field} {snapshot_id} is not a snapshot of chat {chat_id}")
     return snapshot
+
+
+def resolve_label(tx: Transaction, identity: Identity, chat_id: UUID, label: str, field: str) -> Snapshot:
+    """The snapshot a label of the chat names now (service/labels.py)."""
+    row = tx.one("label_target", {"tenant_id": identity.tenant_id, "chat_id": chat_id, "label": label})
+    if row is None or row["snapshot_id"] is None:
+        raise NotFound(f"{field} {label!r} names no snapshot of chat {chat_id}")
+    return find_snapshot(tx, identity, chat_id, row["snapshot_id"], field)
+
+
+def point(
+    tx: Transaction,
+    identity: Identity,
+    chat_id: UUID,
+    snapshot_id: UUID | None,
+    label: str | None,
+    fields: tuple[str, str],
+) -> Snapshot:
+    """The snapshot a request names by id or by label (the validation made sure it named one)."""
+    if snapshot_id is not None:
+        return find_snapshot(tx, identity, chat_id, snapshot_id, fields[0])
+    assert label is not None
+    return resolve_label(tx, identity, chat_id, label, fields[1])
+
+
+def check_label(check: Checker, field: str, label: str, required: bool = False) -> str | None:
+    """A label as given (None when absent and not required): text without control characters."""
+    check.text(field, label, max_bytes=MAX_LABEL_BYTES, required=required)
+    if label and (any(ord(c) < 32 or ord(c) == 127 for c in label) or label != label.strip()):
+        check.fail(field, "must not contain control characters or start or end with spaces")
+    return label or None
+
+
+def check_point(check: Checker, fields: tuple[str, str], snapshot_id: str, label: str) -> UUID | None:
+    """A snapshot named by id or by label: exactly one of the two."""
+    if snapshot_id and label:
+        check.fail(fields[1], f"names a snapshot already named by {fields[0]}: give one of the two")
+    name = check_label(check, fields[1], label)
+    return check.uuid(fields[0], snapshot_id, required=name is None)
+
+
+def labels_by_snapshot(tx: Transaction, tenant: UUID, chat: UUID) -> dict[UUID, list[str]]:
+    """The chat's labels by the snapshot each names now (a chat has few)."""
+    found: dict[UUID, list[str]] = {}
+    for row in tx.all("chat_labels", {"tenant_id": tenant, "chat_id": chat}):
+        if row["snapshot_id"] is not None:
+            found.setdefault(row["snapshot_id"], []).append(row["label"])
+    return found
 
 
 def _weight(message: MessageVersion | MessageEntry) -> int:
@@ -130,6 +181,7 @@ class Reader:
         snapshot_id: str | None = None,
         version: int | None = None,
         at_time: datetime | None = None,
+        label: str | None = None,
         page_size: int = 0,
         page_token: str = "",
     ) -> ChatView:
@@ -140,8 +192,10 @@ class Reader:
         snap = check.uuid("snapshot_id", snapshot_id) if snapshot_id is not None else None
         if version is not None and version <= 0:
             check.fail("version", "must be 1 or more")
-        if snapshot_id is None and version is None and at_time is None:
-            check.fail("point", "one of snapshot_id, version or at_time is required")
+        if label is not None:
+            check_label(check, "label", label, required=True)
+        if snapshot_id is None and version is None and at_time is None and label is None:
+            check.fail("point", "one of snapshot_id, version, at_time or label is required")
         check.done()
         assert chat is not None
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
@@ -150,6 +204,8 @@ class Reader:
             snapshot: Snapshot | None
             if snap is not None:
                 snapshot = find_snapshot(tx, identity, chat, snap, "snapshot_id")
+            elif label is not None:
+                snapshot = resolve_label(tx, identity, chat, label, "label")
             elif version is not None:
                 snapshot = tx.one("snapshot_by_version", {**params, "version": version}, Snapshot)
                 if snapshot is None:
@@ -163,9 +219,16 @@ class Reader:
             after = paging.decode(page_token, scope, int) or 0
             messages = _page_at(tx, identity.tenant_id, chat, snapshot.version, after, size)
             files = states.files_at(tx, identity.tenant_id, chat, snapshot.version, with_text=False)
+            labels = labels_by_snapshot(tx, identity.tenant_id, chat).get(snapshot.id, [])
         messages, token = paging.answer(messages, size or None, scope, lambda m: m.position, _weight)
         return ChatView(
-            chat_id=chat, title=snapshot.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
+            chat_id=chat,
+            title=snapshot.title,
+            snapshot=snapshot,
+            messages=messages,
+            files=files,
+            next_page_token=token,
+            labels=labels,
         )
 
     def timeline(self, identity: Identity, chat_id: str, page_size: int, page_token: str, time_zone: str) -> Timeline:
@@ -179,13 +242,14 @@ class Reader:
         after = paging.decode(page_token, scope, int) or 0
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
 
-        def read(tx: Transaction) -> tuple[ChatHead, list[Snapshot], list[dict[str, Any]], int]:
+        def read(tx: Transaction) -> tuple[ChatHead, list[Snapshot], list[dict[str, Any]], int, dict[UUID, list[str]]]:
             head = require_chat(tx, identity, chat)
             page = tx.all("snapshots_page", {**params, "after_version": after, "limit": size + 1}, Snapshot)
             calendar = tx.all("snapshot_calendar", {**params, "tz": tz})
-            return head, page, calendar, int(tx.one("chat_media_bytes", params)["bytes"])
+            labels = labels_by_snapshot(tx, identity.tenant_id, chat)
+            return head, page, calendar, int(tx.one("chat_media_bytes", params)["bytes"]), labels
 
-        head, page, calendar, media_bytes = self.lagging.run(identity.tenant_id, read)
+        head, page, calendar, media_bytes, labels = self.lagging.run(identity.tenant_id, read)
         page, token = paging.trim(page, size, scope, lambda s: s.version)
         return Timeline(
             chat_id=chat,
@@ -200,6 +264,7 @@ class Reader:
             oldest=min((row["oldest"] for row in calendar), default=None),
             newest=max((row["newest"] for row in calendar), default=None),
             by_date={row["day"]: row["snapshots"] for row in calendar},
+            labels=labels,
         )
 
     def snapshots_by_date(

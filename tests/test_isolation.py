@@ -26,6 +26,7 @@ TABLES = [
     "tm_file_heads",
     "tm_file_deletions",
     "tm_export_bundles",
+    "tm_label_changes",
     # Its bookkeeping columns only (tm_app retires documents); see the next test.
     "tm_search_documents",
 ]
@@ -81,6 +82,9 @@ def every_kind_of_row(caller: Caller, chat_id: str) -> None:
     caller.stub.DeleteFile(api.DeleteFileRequest(chat_id=chat_id, file_id=up.file.id), metadata=caller.md)
     caller.stub.CreateExport(api.CreateExportRequest(chat_id=chat_id, format=pb.EXPORT_FORMAT_JSON), metadata=caller.md)
     assert caller.restore(chat_id, caller.chat(chat_id).snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT).success
+    head = caller.chat(chat_id).snapshot.id
+    label = api.LabelSnapshotRequest(chat_id=chat_id, snapshot_id=head, label="a label")
+    caller.stub.LabelSnapshot(label, metadata=caller.md)
 
 
 @pytest.mark.usefixtures("every_kind_of_row")

@@ -26,9 +26,11 @@ from service.export.pdf import PdfRenderer
 from service.export.render import HtmlRenderer, JsonRenderer, MarkdownRenderer, Renderer
 from service.models import Identity, MediaFile, Snapshot
 from service.pipeline import BackgroundDigest, Lookahead
-from service.timeline import find_snapshot, require_chat
+from service.timeline import check_point, find_snapshot, point, require_chat
 from service.validation import Checker
 from service.vault import Vault, s3_errors
+
+FROM, TO = ("from_snapshot_id", "from_label"), ("to_snapshot_id", "label")  # a snapshot named by id or by label
 
 CHUNK = 1024 * 1024
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -60,6 +62,8 @@ class ExportRequest:
     include_version_history: bool
     from_snapshot_id: str
     to_snapshot_id: str
+    label: str = ""  # instead of to_snapshot_id
+    from_label: str = ""  # instead of from_snapshot_id
 
 
 @dataclass(frozen=True)
@@ -151,17 +155,22 @@ class Exporter:
         check = Checker()
         chat = check.uuid("chat_id", request.chat_id)
         check.enum("format", request.format)
-        first = check.uuid("from_snapshot_id", request.from_snapshot_id, required=False)
-        last = check.uuid("to_snapshot_id", request.to_snapshot_id, required=False)
+        since_named = bool(request.from_snapshot_id or request.from_label)
+        to_named = bool(request.to_snapshot_id or request.label)
+        first = check_point(check, FROM, request.from_snapshot_id, request.from_label) if since_named else None
+        last = check_point(check, TO, request.to_snapshot_id, request.label) if to_named else None
         check.done()
         assert chat is not None and request.format is not None
         with self.db.transaction(identity.tenant_id) as tx:
             head = require_chat(tx, identity, chat)
-            target = last or head.head_snapshot_id
-            assert target is not None  # a registered chat has at least one snapshot
-            to = find_snapshot(tx, identity, chat, target, "to_snapshot_id")
-            if first is not None:
-                since = find_snapshot(tx, identity, chat, first, "from_snapshot_id")
+            if to_named:
+                to = point(tx, identity, chat, last, request.label or None, TO)
+            else:
+                assert head.head_snapshot_id is not None  # a registered chat has at least one snapshot
+                to = find_snapshot(tx, identity, chat, head.head_snapshot_id, "to_snapshot_id")
+            if since_named:
+                since = point(tx, identity, chat, first, request.from_label or None, FROM)
+                first = since.id
                 if since.version > to.version:
                     raise InvalidArgument(
                         [FieldViolation("from_snapshot_id", "comes after to_snapshot_id in the chat's history")]

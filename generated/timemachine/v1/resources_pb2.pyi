@@ -374,6 +374,7 @@ class Snapshot(_message.Message):
     CHECKSUM_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Snapshot id (UUID)."""
     chat_id: _builtins.str
@@ -410,6 +411,12 @@ class Snapshot(_message.Message):
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the change was committed."""
 
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The labels that name this snapshot now (LabelSnapshot); filled in by
+        GetTimeline and GetChatAtSnapshot.
+        """
+
     def __init__(
         self,
         *,
@@ -429,10 +436,11 @@ class Snapshot(_message.Message):
         checksum: _builtins.str = ...,
         title: _builtins.str = ...,
         user_id: _builtins.str = ...,
+        labels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "checksum", b"checksum", "file_count", b"file_count", "id", b"id", "message_count", b"message_count", "previous_snapshot_id", b"previous_snapshot_id", "restored_from_snapshot_id", b"restored_from_snapshot_id", "timestamp", b"timestamp", "title", b"title", "total_tokens", b"total_tokens", "trigger", b"trigger", "trigger_description", b"trigger_description", "trigger_file_id", b"trigger_file_id", "trigger_message_id", b"trigger_message_id", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "checksum", b"checksum", "file_count", b"file_count", "id", b"id", "labels", b"labels", "message_count", b"message_count", "previous_snapshot_id", b"previous_snapshot_id", "restored_from_snapshot_id", b"restored_from_snapshot_id", "timestamp", b"timestamp", "title", b"title", "total_tokens", b"total_tokens", "trigger", b"trigger", "trigger_description", b"trigger_description", "trigger_file_id", b"trigger_file_id", "trigger_message_id", b"trigger_message_id", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -379,6 +379,7 @@ class RestoreRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    TARGET_LABEL_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
@@ -392,6 +393,8 @@ class RestoreRequest(_message.Message):
     """Idempotency key."""
     expected_version: _builtins.int
     """Optimistic concurrency guard."""
+    target_label: _builtins.str
+    """Instead of target_snapshot_id: a label of the chat, naming the target."""
     validate_only: _builtins.bool
     """Only say what the restore would do (AIP-163): the response carries the
     preview and nothing is written. request_id is not remembered for it.
@@ -420,11 +423,12 @@ class RestoreRequest(_message.Message):
         reason: _builtins.str = ...,
         request_id: _builtins.str = ...,
         expected_version: _builtins.int | None = ...,
+        target_label: _builtins.str = ...,
         validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "message_range", b"message_range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "file_ids", b"file_ids", "message_ids", b"message_ids", "message_range", b"message_range", "reason", b"reason", "request_id", b"request_id", "scope", b"scope", "target_snapshot_id", b"target_snapshot_id", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "file_ids", b"file_ids", "message_ids", b"message_ids", "message_range", b"message_range", "reason", b"reason", "request_id", b"request_id", "scope", b"scope", "target_label", b"target_label", "target_snapshot_id", b"target_snapshot_id", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
@@ -1162,6 +1166,7 @@ class GetChatAtSnapshotRequest(_message.Message):
     SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     AT_TIME_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
@@ -1170,6 +1175,8 @@ class GetChatAtSnapshotRequest(_message.Message):
     """A snapshot id of the chat."""
     version: _builtins.int
     """A version of the chat."""
+    label: _builtins.str
+    """A label of the chat (LabelSnapshot): the snapshot it names now."""
     page_size: _builtins.int
     """Messages per page, at most 1000; 0 (the default) returns every message."""
     page_token: _builtins.str
@@ -1185,14 +1192,15 @@ class GetChatAtSnapshotRequest(_message.Message):
         snapshot_id: _builtins.str = ...,
         version: _builtins.int = ...,
         at_time: _timestamp_pb2.Timestamp | None = ...,
+        label: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "point", b"point", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "label", b"label", "point", b"point", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "chat_id", b"chat_id", "page_size", b"page_size", "page_token", b"page_token", "point", b"point", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "chat_id", b"chat_id", "label", b"label", "page_size", b"page_size", "page_token", b"page_token", "point", b"point", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_point: _TypeAlias = _typing.Literal["snapshot_id", "version", "at_time"]  # noqa: Y015
+    _WhichOneofReturnType_point: _TypeAlias = _typing.Literal["snapshot_id", "version", "at_time", "label"]  # noqa: Y015
     _WhichOneofArgType_point: _TypeAlias = _typing.Literal["point", b"point"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_point) -> _WhichOneofReturnType_point | None: ...
 
@@ -1319,6 +1327,8 @@ class CompareSnapshotsRequest(_message.Message):
     TO_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FROM_LABEL_FIELD_NUMBER: _builtins.int
+    TO_LABEL_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
     from_snapshot_id: _builtins.str
@@ -1331,6 +1341,10 @@ class CompareSnapshotsRequest(_message.Message):
     """
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
+    from_label: _builtins.str
+    """Instead of from_snapshot_id: a label of the chat."""
+    to_label: _builtins.str
+    """Instead of to_snapshot_id: a label of the chat."""
     def __init__(
         self,
         *,
@@ -1339,10 +1353,12 @@ class CompareSnapshotsRequest(_message.Message):
         to_snapshot_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        from_label: _builtins.str = ...,
+        to_label: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "from_snapshot_id", b"from_snapshot_id", "page_size", b"page_size", "page_token", b"page_token", "to_snapshot_id", b"to_snapshot_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "from_label", b"from_label", "from_snapshot_id", b"from_snapshot_id", "page_size", b"page_size", "page_token", b"page_token", "to_label", b"to_label", "to_snapshot_id", b"to_snapshot_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1614,6 +1630,8 @@ class ExportChatRequest(_message.Message):
     INCLUDE_VERSION_HISTORY_FIELD_NUMBER: _builtins.int
     FROM_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     TO_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    FROM_LABEL_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
     format: _resources_pb2.ExportFormat.ValueType
@@ -1626,6 +1644,10 @@ class ExportChatRequest(_message.Message):
     """With history: show the changes since this snapshot."""
     to_snapshot_id: _builtins.str
     """Export the chat as it was at this snapshot; default now."""
+    label: _builtins.str
+    """Instead of to_snapshot_id: a label of the chat, naming the exported snapshot."""
+    from_label: _builtins.str
+    """Instead of from_snapshot_id: a label of the chat."""
     def __init__(
         self,
         *,
@@ -1635,10 +1657,12 @@ class ExportChatRequest(_message.Message):
         include_version_history: _builtins.bool = ...,
         from_snapshot_id: _builtins.str = ...,
         to_snapshot_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        from_label: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "format", b"format", "from_snapshot_id", b"from_snapshot_id", "include_media", b"include_media", "include_version_history", b"include_version_history", "to_snapshot_id", b"to_snapshot_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "format", b"format", "from_label", b"from_label", "from_snapshot_id", b"from_snapshot_id", "include_media", b"include_media", "include_version_history", b"include_version_history", "label", b"label", "to_snapshot_id", b"to_snapshot_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1698,6 +1722,8 @@ class CreateExportRequest(_message.Message):
     FROM_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     TO_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     EXPIRES_IN_SECONDS_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    FROM_LABEL_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
     format: _resources_pb2.ExportFormat.ValueType
@@ -1712,6 +1738,10 @@ class CreateExportRequest(_message.Message):
     """Export the chat as it was at this snapshot; default the head now."""
     expires_in_seconds: _builtins.int
     """Lifetime of the bundle in seconds; default 7 days."""
+    label: _builtins.str
+    """Instead of to_snapshot_id: a label of the chat, naming the exported snapshot."""
+    from_label: _builtins.str
+    """Instead of from_snapshot_id: a label of the chat."""
     def __init__(
         self,
         *,
@@ -1722,10 +1752,12 @@ class CreateExportRequest(_message.Message):
         from_snapshot_id: _builtins.str = ...,
         to_snapshot_id: _builtins.str = ...,
         expires_in_seconds: _builtins.int = ...,
+        label: _builtins.str = ...,
+        from_label: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "expires_in_seconds", b"expires_in_seconds", "format", b"format", "from_snapshot_id", b"from_snapshot_id", "include_media", b"include_media", "include_version_history", b"include_version_history", "to_snapshot_id", b"to_snapshot_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "expires_in_seconds", b"expires_in_seconds", "format", b"format", "from_label", b"from_label", "from_snapshot_id", b"from_snapshot_id", "include_media", b"include_media", "include_version_history", b"include_version_history", "label", b"label", "to_snapshot_id", b"to_snapshot_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2412,3 +2444,127 @@ class RestorePreview(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RestorePreview: _TypeAlias = RestorePreview  # noqa: Y015
+
+@_typing.final
+class LabelSnapshotRequest(_message.Message):
+    """Request for LabelSnapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    snapshot_id: _builtins.str
+    """The snapshot to label (UUID)."""
+    label: _builtins.str
+    """The label: up to 128 bytes, no control characters, unique in the chat."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key gets the first answer."""
+    expected_version: _builtins.int
+    """Optimistic concurrency guard: the chat's current version."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        snapshot_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "label", b"label", "request_id", b"request_id", "snapshot_id", b"snapshot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___LabelSnapshotRequest: _TypeAlias = LabelSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class LabelSnapshotResponse(_message.Message):
+    """Response for LabelSnapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> _resources_pb2.Snapshot:
+        """The SNAPSHOT_LABELED snapshot that records the change."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: _resources_pb2.Snapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabelSnapshotResponse: _TypeAlias = LabelSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class UnlabelSnapshotRequest(_message.Message):
+    """Request for UnlabelSnapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    label: _builtins.str
+    """The label to take off."""
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key gets the first answer."""
+    expected_version: _builtins.int
+    """Optimistic concurrency guard: the chat's current version."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "expected_version", b"expected_version", "label", b"label", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___UnlabelSnapshotRequest: _TypeAlias = UnlabelSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class UnlabelSnapshotResponse(_message.Message):
+    """Response for UnlabelSnapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> _resources_pb2.Snapshot:
+        """The SNAPSHOT_LABELED snapshot that records the change."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: _resources_pb2.Snapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlabelSnapshotResponse: _TypeAlias = UnlabelSnapshotResponse  # noqa: Y015

@@ -206,6 +206,16 @@ class TimeMachineServiceStub:
                 request_serializer=timemachine_dot_v1_dot_service__pb2.UndeleteChatRequest.SerializeToString,
                 response_deserializer=timemachine_dot_v1_dot_service__pb2.UndeleteChatResponse.FromString,
                 _registered_method=True)
+        self.LabelSnapshot = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/LabelSnapshot',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.LabelSnapshotRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.LabelSnapshotResponse.FromString,
+                _registered_method=True)
+        self.UnlabelSnapshot = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/UnlabelSnapshot',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class TimeMachineServiceServicer:
@@ -454,6 +464,21 @@ class TimeMachineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LabelSnapshot(self, request, context):
+        """Puts a label on a snapshot ("before the rewrite"), or moves it there: a
+        label names one snapshot per chat. A SNAPSHOT_LABELED snapshot records it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlabelSnapshot(self, request, context):
+        """Takes a label off; the labels' history stays in the timeline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TimeMachineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -616,6 +641,16 @@ def add_TimeMachineServiceServicer_to_server(servicer, server):
                     servicer.UndeleteChat,
                     request_deserializer=timemachine_dot_v1_dot_service__pb2.UndeleteChatRequest.FromString,
                     response_serializer=timemachine_dot_v1_dot_service__pb2.UndeleteChatResponse.SerializeToString,
+            ),
+            'LabelSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.LabelSnapshot,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.LabelSnapshotRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.LabelSnapshotResponse.SerializeToString,
+            ),
+            'UnlabelSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlabelSnapshot,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1493,6 +1528,60 @@ class TimeMachineService:
             '/timemachine.v1.TimeMachineService/UndeleteChat',
             timemachine_dot_v1_dot_service__pb2.UndeleteChatRequest.SerializeToString,
             timemachine_dot_v1_dot_service__pb2.UndeleteChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LabelSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/LabelSnapshot',
+            timemachine_dot_v1_dot_service__pb2.LabelSnapshotRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.LabelSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlabelSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/UnlabelSnapshot',
+            timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -121,6 +121,12 @@ class TimeMachineServiceStub:
     """
     UndeleteChat: _grpc.UnaryUnaryMultiCallable[_service_pb2.UndeleteChatRequest, _service_pb2.UndeleteChatResponse]
     """Brings a soft-deleted chat back."""
+    LabelSnapshot: _grpc.UnaryUnaryMultiCallable[_service_pb2.LabelSnapshotRequest, _service_pb2.LabelSnapshotResponse]
+    """Puts a label on a snapshot ("before the rewrite"), or moves it there: a
+    label names one snapshot per chat. A SNAPSHOT_LABELED snapshot records it.
+    """
+    UnlabelSnapshot: _grpc.UnaryUnaryMultiCallable[_service_pb2.UnlabelSnapshotRequest, _service_pb2.UnlabelSnapshotResponse]
+    """Takes a label off; the labels' history stays in the timeline."""
 
 @_typing.type_check_only
 class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
@@ -214,6 +220,12 @@ class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
     """
     UndeleteChat: _aio.UnaryUnaryMultiCallable[_service_pb2.UndeleteChatRequest, _service_pb2.UndeleteChatResponse]  # type: ignore[assignment]
     """Brings a soft-deleted chat back."""
+    LabelSnapshot: _aio.UnaryUnaryMultiCallable[_service_pb2.LabelSnapshotRequest, _service_pb2.LabelSnapshotResponse]  # type: ignore[assignment]
+    """Puts a label on a snapshot ("before the rewrite"), or moves it there: a
+    label names one snapshot per chat. A SNAPSHOT_LABELED snapshot records it.
+    """
+    UnlabelSnapshot: _aio.UnaryUnaryMultiCallable[_service_pb2.UnlabelSnapshotRequest, _service_pb2.UnlabelSnapshotResponse]  # type: ignore[assignment]
+    """Takes a label off; the labels' history stays in the timeline."""
 
 class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
     """TimeMachineService keeps every version of a chat and lets callers fly back
@@ -496,5 +508,23 @@ class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.UndeleteChatResponse, _abc.Awaitable[_service_pb2.UndeleteChatResponse]]:
         """Brings a soft-deleted chat back."""
+
+    @_abc_1.abstractmethod
+    def LabelSnapshot(
+        self,
+        request: _service_pb2.LabelSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.LabelSnapshotResponse, _abc.Awaitable[_service_pb2.LabelSnapshotResponse]]:
+        """Puts a label on a snapshot ("before the rewrite"), or moves it there: a
+        label names one snapshot per chat. A SNAPSHOT_LABELED snapshot records it.
+        """
+
+    @_abc_1.abstractmethod
+    def UnlabelSnapshot(
+        self,
+        request: _service_pb2.UnlabelSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UnlabelSnapshotResponse, _abc.Awaitable[_service_pb2.UnlabelSnapshotResponse]]:
+        """Takes a label off; the labels' history stays in the timeline."""
 
 def add_TimeMachineServiceServicer_to_server(servicer: TimeMachineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
