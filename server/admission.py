@@ -19,7 +19,9 @@ from service.errors import Unavailable
 from service.slots import Slots
 
 # VerifyChat too: it reads every object of the chat (each one's bytes, when asked).
-TRANSFERS = frozenset({"UploadFile", "DownloadFile", "ExportChat", "DownloadExport", "VerifyChat", "ImportChat"})
+TRANSFERS = frozenset(
+    {"UploadFile", "DownloadFile", "ExportChat", "DownloadExport", "VerifyChat", "ImportChat", "EraseTenant"}
+)
 
 
 class Admission:

@@ -26,6 +26,7 @@ from service.chats import Chats
 from service.compare import Comparer
 from service.config import Settings
 from service.database import Database
+from service.erasure import Eraser
 from service.errors import ConfigurationError
 from service.events import ChatEvents, Watcher
 from service.export.bundles import Bundles, ExportWorker, export_queue
@@ -72,6 +73,7 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweepe
         importer=Importer(stores.db, stores.vault, sweeper, settings.max_upload_bytes),
         chats=Chats(stores.db),
         labels=Labels(stores.db),
+        eraser=Eraser(stores.db, sweeper),
     )
 
 

@@ -49,6 +49,9 @@ USER_REQUIRED = frozenset(
         "UndeleteChat",
         "LabelSnapshot",
         "UnlabelSnapshot",
+        "EraseChat",
+        "SetLegalHold",
+        "EraseTenant",
     }
 )
 _CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {

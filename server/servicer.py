@@ -14,6 +14,7 @@ from server import convert, identity
 from server.admission import IdleGuard
 from service.chats import ChatFilter, Chats
 from service.compare import Comparer, Comparison
+from service.erasure import Eraser
 from service.errors import Cancelled, FieldViolation, InvalidArgument
 from service.events import Watcher
 from service.export.bundles import Bundles
@@ -47,6 +48,7 @@ class Product:
     importer: Importer
     chats: Chats
     labels: Labels
+    eraser: Eraser
 
 
 def _export_request(request: Any) -> ExportRequest:
@@ -525,3 +527,33 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     def UnlabelSnapshot(self, request: api.UnlabelSnapshotRequest, context: Any) -> api.UnlabelSnapshotResponse:
         snapshot = self.p.labels.unlabel(identity.current(), request.chat_id, request.label, _options(request))
         return api.UnlabelSnapshotResponse(snapshot=convert.snapshot(snapshot))
+
+    def EraseChat(self, request: api.EraseChatRequest, context: Any) -> api.EraseChatResponse:
+        erased = self.p.eraser.erase_chat(identity.current(), request.chat_id, request.confirm_checksum)
+        return api.EraseChatResponse(
+            chat_id=str(erased.chat_id),
+            erased_rows=erased.rows,
+            erased_objects=erased.objects,
+            erased_bytes=erased.bytes,
+            erased_at=convert.timestamp(erased.erased_at),
+        )
+
+    def SetLegalHold(self, request: api.SetLegalHoldRequest, context: Any) -> api.SetLegalHoldResponse:
+        hold = self.p.eraser.set_legal_hold(identity.current(), request.chat_id, request.legal_hold, request.reason)
+        return api.SetLegalHoldResponse(
+            chat_id=str(hold.chat_id),
+            legal_hold=hold.legal_hold,
+            reason=hold.reason,
+            set_by=convert.text(hold.set_by),
+            set_at=convert.timestamp(hold.set_at),
+        )
+
+    def EraseTenant(self, request: api.EraseTenantRequest, context: Any) -> Iterator[api.EraseTenantResponse]:
+        for step in self.p.eraser.erase_tenant(identity.current(), request.confirm_tenant_id, context.is_active):
+            yield api.EraseTenantResponse(
+                chats_total=step.chats_total,
+                chats_erased=step.chats_erased,
+                chats_held=step.chats_held,
+                chat_id=convert.text(step.chat_id),
+                done=step.done,
+            )

@@ -142,23 +142,23 @@ class Sweeper:
 
     # -- deleting what a failed write left -----------------------------------
 
-    def discard(self, tenant_id: UUID, objects: Iterable[StoredObject | None], reason: str) -> int:
-        """Delete object versions whose write is known not to have committed, if no row refers to them.
+    def discard(self, tenant_id: UUID, objects: Iterable[StoredObject | None], reason: str) -> list[StoredObject]:
+        """Delete object versions no row refers to (a write that did not commit, an erased chat); those deleted.
 
         Best effort: what cannot be deleted now is left for a later sweep.
         """
         wanted = [obj for obj in objects if obj is not None]
         if not wanted:
-            return 0
+            return []
         report = SweepReport()
         try:
             rows = self._references(tenant_id, wanted)
         except ServiceError as exc:
             log.warning("objects left for the sweeper: %s", exc.message)
-            return 0
+            return []
         doomed = [(StoredObject(r["key"], r["version"]), reason) for r in rows if not r["referenced"]]
-        self._delete(tenant_id, doomed, report)
-        return sum(report.deleted.values())
+        failed = self._delete(tenant_id, doomed, report)
+        return [obj for obj, _ in doomed if obj not in failed]
 
     # -- helpers ---------------------------------------------------------------
 
@@ -170,10 +170,13 @@ class Sweeper:
                 prepare=False,
             )
 
-    def _delete(self, tenant_id: UUID, doomed: list[tuple[StoredObject, str]], report: SweepReport) -> None:
+    def _delete(
+        self, tenant_id: UUID, doomed: list[tuple[StoredObject, str]], report: SweepReport
+    ) -> set[StoredObject]:
+        """Delete, count and log; those that could not be deleted (left for a later sweep)."""
         if not doomed:
-            return
-        failed = self.vault.delete_versions([obj for obj, _ in doomed])
+            return set()
+        failed = set(self.vault.delete_versions([obj for obj, _ in doomed]))
         for obj, reason in doomed:
             if obj in failed:
                 report.failed += 1
@@ -185,6 +188,7 @@ class Sweeper:
                         "bundle_object_removed",
                         {"tenant_id": tenant_id, "key": obj.key, "version": obj.version_id},
                     )
+        return failed
 
     def _count(self, reason: str, key: str, version_id: str, report: SweepReport) -> None:
         log.info("sweeper deleted %s version %s (%s)", key, version_id, reason)

@@ -31,10 +31,19 @@ MAX_LABEL_BYTES = 128  # a label (LabelSnapshot)
 
 
 def require_chat(tx: Transaction, identity: Identity, chat_id: UUID) -> ChatHead:
-    head: ChatHead | None = tx.one("get_chat_head", {"tenant_id": identity.tenant_id, "chat_id": chat_id}, ChatHead)
+    params = {"tenant_id": identity.tenant_id, "chat_id": chat_id}
+    head: ChatHead | None = tx.one("get_chat_head", params, ChatHead)
     if head is None:
-        raise NotFound(f"chat {chat_id} does not exist")
+        raise missing_chat(tx, identity.tenant_id, chat_id)
     return head
+
+
+def missing_chat(tx: Transaction, tenant_id: UUID, chat_id: UUID) -> NotFound:
+    """NOT_FOUND for a chat id, saying when it was erased if it was (EraseChat leaves a tombstone)."""
+    erased = tx.one("erasure_of", {"tenant_id": tenant_id, "chat_id": chat_id})
+    if erased is not None:
+        return NotFound(f"chat {chat_id} was erased at {erased['erased_at'].isoformat()} (EraseChat)")
+    return NotFound(f"chat {chat_id} does not exist")
 
 
 def find_snapshot(tx: Transaction, identity: Identity, chat_id: UUID, snapshot_id: UUID, field: str) -> Snapshot:

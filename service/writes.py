@@ -27,6 +27,7 @@ from service.models import (
     Snapshot,
     Trigger,
 )
+from service.timeline import missing_chat
 
 
 @dataclass(frozen=True)
@@ -370,11 +371,12 @@ def open_write(
     params = {"tenant_id": identity.tenant_id, "chat_id": chat_id}
     request_id, expected_version = options.request_id or None, options.expected_version
     head: ChatHead | None = tx.one("lock_chat", params, ChatHead)
-    if head is None and register:  # first write to this chat id: register it, then lock
+    if head is None and register and tx.one("erasure_of", params) is None:
+        # First write to this chat id (never one that was erased): register it, then lock.
         tx.execute("register_chat", {**params, "zero": checksum.ZERO})
         head = tx.one("lock_chat", params, ChatHead)
     if head is None:
-        raise NotFound(f"chat {chat_id} does not exist")
+        raise missing_chat(tx, identity.tenant_id, chat_id)
     if request_id is not None:
         first: Snapshot | None = tx.one("snapshot_by_request", {**params, "request_id": request_id}, Snapshot)
         if first is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ TABLES = [
     "tm_file_deletions",
     "tm_export_bundles",
     "tm_label_changes",
+    "tm_erasures",
     # Its bookkeeping columns only (tm_app retires documents); see the next test.
     "tm_search_documents",
 ]
@@ -85,6 +87,9 @@ def every_kind_of_row(caller: Caller, chat_id: str) -> None:
     head = caller.chat(chat_id).snapshot.id
     label = api.LabelSnapshotRequest(chat_id=chat_id, snapshot_id=head, label="a label")
     caller.stub.LabelSnapshot(label, metadata=caller.md)
+    erased = str(uuid.uuid4())  # a chat erased: its tombstone is a row of the tenant too
+    checksum = caller.save(erased, "to be erased").snapshot.checksum
+    caller.stub.EraseChat(api.EraseChatRequest(chat_id=erased, confirm_checksum=checksum), metadata=caller.md)
 
 
 @pytest.mark.usefixtures("every_kind_of_row")

@@ -2568,3 +2568,201 @@ class UnlabelSnapshotResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnlabelSnapshotResponse: _TypeAlias = UnlabelSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class EraseChatRequest(_message.Message):
+    """Request for EraseChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    CONFIRM_CHECKSUM_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    confirm_checksum: _builtins.str
+    """The chat's current checksum (GetChat's snapshot.checksum): the caller
+    confirms what it erases, and a chat that changed meanwhile is not erased.
+    """
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        confirm_checksum: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "confirm_checksum", b"confirm_checksum"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseChatRequest: _TypeAlias = EraseChatRequest  # noqa: Y015
+
+@_typing.final
+class EraseChatResponse(_message.Message):
+    """Response for EraseChat: what was erased."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    ERASED_ROWS_FIELD_NUMBER: _builtins.int
+    ERASED_OBJECTS_FIELD_NUMBER: _builtins.int
+    ERASED_BYTES_FIELD_NUMBER: _builtins.int
+    ERASED_AT_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The erased chat (UUID)."""
+    erased_rows: _builtins.int
+    """Rows deleted, every table together."""
+    erased_objects: _builtins.int
+    """Object versions deleted from the vault (bytes other chats share stay)."""
+    erased_bytes: _builtins.int
+    """Bytes of those object versions."""
+    @_builtins.property
+    def erased_at(self) -> _timestamp_pb2.Timestamp:
+        """When the erasure committed."""
+
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        erased_rows: _builtins.int = ...,
+        erased_objects: _builtins.int = ...,
+        erased_bytes: _builtins.int = ...,
+        erased_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["erased_at", b"erased_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "erased_at", b"erased_at", "erased_bytes", b"erased_bytes", "erased_objects", b"erased_objects", "erased_rows", b"erased_rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseChatResponse: _TypeAlias = EraseChatResponse  # noqa: Y015
+
+@_typing.final
+class SetLegalHoldRequest(_message.Message):
+    """Request for SetLegalHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    LEGAL_HOLD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    legal_hold: _builtins.bool
+    """True sets the hold, false lifts it."""
+    reason: _builtins.str
+    """Why (required to set a hold; up to 2,048 bytes)."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        legal_hold: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "legal_hold", b"legal_hold", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLegalHoldRequest: _TypeAlias = SetLegalHoldRequest  # noqa: Y015
+
+@_typing.final
+class SetLegalHoldResponse(_message.Message):
+    """Response for SetLegalHold: the chat's legal hold now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    LEGAL_HOLD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SET_BY_FIELD_NUMBER: _builtins.int
+    SET_AT_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """The chat (UUID)."""
+    legal_hold: _builtins.bool
+    """Whether the chat is held."""
+    reason: _builtins.str
+    """Why it is held."""
+    set_by: _builtins.str
+    """Who set or lifted the hold last."""
+    @_builtins.property
+    def set_at(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        legal_hold: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        set_by: _builtins.str = ...,
+        set_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["set_at", b"set_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "legal_hold", b"legal_hold", "reason", b"reason", "set_at", b"set_at", "set_by", b"set_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLegalHoldResponse: _TypeAlias = SetLegalHoldResponse  # noqa: Y015
+
+@_typing.final
+class EraseTenantRequest(_message.Message):
+    """Request for EraseTenant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIRM_TENANT_ID_FIELD_NUMBER: _builtins.int
+    confirm_tenant_id: _builtins.str
+    """The caller's own tenant id, confirming the erasure of all its chats."""
+    def __init__(
+        self,
+        *,
+        confirm_tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirm_tenant_id", b"confirm_tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseTenantRequest: _TypeAlias = EraseTenantRequest  # noqa: Y015
+
+@_typing.final
+class EraseTenantResponse(_message.Message):
+    """Progress of EraseTenant: one message first, one after each chat, one at the end."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHATS_TOTAL_FIELD_NUMBER: _builtins.int
+    CHATS_ERASED_FIELD_NUMBER: _builtins.int
+    CHATS_HELD_FIELD_NUMBER: _builtins.int
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    chats_total: _builtins.int
+    """Chats the tenant had when this call began."""
+    chats_erased: _builtins.int
+    """Chats erased by this call so far."""
+    chats_held: _builtins.int
+    """Chats left alone because a legal hold is on them."""
+    chat_id: _builtins.str
+    """The chat just erased (UUID); empty on the first and the last message."""
+    done: _builtins.bool
+    """True on the last message."""
+    def __init__(
+        self,
+        *,
+        chats_total: _builtins.int = ...,
+        chats_erased: _builtins.int = ...,
+        chats_held: _builtins.int = ...,
+        chat_id: _builtins.str = ...,
+        done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "chats_erased", b"chats_erased", "chats_held", b"chats_held", "chats_total", b"chats_total", "done", b"done"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseTenantResponse: _TypeAlias = EraseTenantResponse  # noqa: Y015

@@ -216,6 +216,21 @@ class TimeMachineServiceStub:
                 request_serializer=timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotRequest.SerializeToString,
                 response_deserializer=timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotResponse.FromString,
                 _registered_method=True)
+        self.EraseChat = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/EraseChat',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.EraseChatRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.EraseChatResponse.FromString,
+                _registered_method=True)
+        self.SetLegalHold = channel.unary_unary(
+                '/timemachine.v1.TimeMachineService/SetLegalHold',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.SetLegalHoldRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.SetLegalHoldResponse.FromString,
+                _registered_method=True)
+        self.EraseTenant = channel.unary_stream(
+                '/timemachine.v1.TimeMachineService/EraseTenant',
+                request_serializer=timemachine_dot_v1_dot_service__pb2.EraseTenantRequest.SerializeToString,
+                response_deserializer=timemachine_dot_v1_dot_service__pb2.EraseTenantResponse.FromString,
+                _registered_method=True)
 
 
 class TimeMachineServiceServicer:
@@ -479,6 +494,32 @@ class TimeMachineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseChat(self, request, context):
+        """Erases a chat for good (GDPR article 17): every row of it and every
+        object version only it refers to. Confirmed by the chat's current
+        checksum; refused under a legal hold. The chat id then answers NOT_FOUND
+        saying it was erased.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLegalHold(self, request, context):
+        """Sets or lifts a legal hold on a chat: a held chat cannot be erased.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseTenant(self, request, context):
+        """Erases every chat of the caller's tenant that is not under a legal hold
+        (offboarding), telling its progress after each chat. Interrupted, it
+        goes on where it stopped when called again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TimeMachineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -651,6 +692,21 @@ def add_TimeMachineServiceServicer_to_server(servicer, server):
                     servicer.UnlabelSnapshot,
                     request_deserializer=timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotRequest.FromString,
                     response_serializer=timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotResponse.SerializeToString,
+            ),
+            'EraseChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseChat,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.EraseChatRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.EraseChatResponse.SerializeToString,
+            ),
+            'SetLegalHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLegalHold,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.SetLegalHoldRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.SetLegalHoldResponse.SerializeToString,
+            ),
+            'EraseTenant': grpc.unary_stream_rpc_method_handler(
+                    servicer.EraseTenant,
+                    request_deserializer=timemachine_dot_v1_dot_service__pb2.EraseTenantRequest.FromString,
+                    response_serializer=timemachine_dot_v1_dot_service__pb2.EraseTenantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1582,6 +1638,87 @@ class TimeMachineService:
             '/timemachine.v1.TimeMachineService/UnlabelSnapshot',
             timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotRequest.SerializeToString,
             timemachine_dot_v1_dot_service__pb2.UnlabelSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/EraseChat',
+            timemachine_dot_v1_dot_service__pb2.EraseChatRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.EraseChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLegalHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/SetLegalHold',
+            timemachine_dot_v1_dot_service__pb2.SetLegalHoldRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.SetLegalHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/timemachine.v1.TimeMachineService/EraseTenant',
+            timemachine_dot_v1_dot_service__pb2.EraseTenantRequest.SerializeToString,
+            timemachine_dot_v1_dot_service__pb2.EraseTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -127,6 +127,19 @@ class TimeMachineServiceStub:
     """
     UnlabelSnapshot: _grpc.UnaryUnaryMultiCallable[_service_pb2.UnlabelSnapshotRequest, _service_pb2.UnlabelSnapshotResponse]
     """Takes a label off; the labels' history stays in the timeline."""
+    EraseChat: _grpc.UnaryUnaryMultiCallable[_service_pb2.EraseChatRequest, _service_pb2.EraseChatResponse]
+    """Erases a chat for good (GDPR article 17): every row of it and every
+    object version only it refers to. Confirmed by the chat's current
+    checksum; refused under a legal hold. The chat id then answers NOT_FOUND
+    saying it was erased.
+    """
+    SetLegalHold: _grpc.UnaryUnaryMultiCallable[_service_pb2.SetLegalHoldRequest, _service_pb2.SetLegalHoldResponse]
+    """Sets or lifts a legal hold on a chat: a held chat cannot be erased."""
+    EraseTenant: _grpc.UnaryStreamMultiCallable[_service_pb2.EraseTenantRequest, _service_pb2.EraseTenantResponse]
+    """Erases every chat of the caller's tenant that is not under a legal hold
+    (offboarding), telling its progress after each chat. Interrupted, it
+    goes on where it stopped when called again.
+    """
 
 @_typing.type_check_only
 class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
@@ -226,6 +239,19 @@ class TimeMachineServiceAsyncStub(TimeMachineServiceStub):
     """
     UnlabelSnapshot: _aio.UnaryUnaryMultiCallable[_service_pb2.UnlabelSnapshotRequest, _service_pb2.UnlabelSnapshotResponse]  # type: ignore[assignment]
     """Takes a label off; the labels' history stays in the timeline."""
+    EraseChat: _aio.UnaryUnaryMultiCallable[_service_pb2.EraseChatRequest, _service_pb2.EraseChatResponse]  # type: ignore[assignment]
+    """Erases a chat for good (GDPR article 17): every row of it and every
+    object version only it refers to. Confirmed by the chat's current
+    checksum; refused under a legal hold. The chat id then answers NOT_FOUND
+    saying it was erased.
+    """
+    SetLegalHold: _aio.UnaryUnaryMultiCallable[_service_pb2.SetLegalHoldRequest, _service_pb2.SetLegalHoldResponse]  # type: ignore[assignment]
+    """Sets or lifts a legal hold on a chat: a held chat cannot be erased."""
+    EraseTenant: _aio.UnaryStreamMultiCallable[_service_pb2.EraseTenantRequest, _service_pb2.EraseTenantResponse]  # type: ignore[assignment]
+    """Erases every chat of the caller's tenant that is not under a legal hold
+    (offboarding), telling its progress after each chat. Interrupted, it
+    goes on where it stopped when called again.
+    """
 
 class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
     """TimeMachineService keeps every version of a chat and lets callers fly back
@@ -526,5 +552,36 @@ class TimeMachineServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.UnlabelSnapshotResponse, _abc.Awaitable[_service_pb2.UnlabelSnapshotResponse]]:
         """Takes a label off; the labels' history stays in the timeline."""
+
+    @_abc_1.abstractmethod
+    def EraseChat(
+        self,
+        request: _service_pb2.EraseChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.EraseChatResponse, _abc.Awaitable[_service_pb2.EraseChatResponse]]:
+        """Erases a chat for good (GDPR article 17): every row of it and every
+        object version only it refers to. Confirmed by the chat's current
+        checksum; refused under a legal hold. The chat id then answers NOT_FOUND
+        saying it was erased.
+        """
+
+    @_abc_1.abstractmethod
+    def SetLegalHold(
+        self,
+        request: _service_pb2.SetLegalHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.SetLegalHoldResponse, _abc.Awaitable[_service_pb2.SetLegalHoldResponse]]:
+        """Sets or lifts a legal hold on a chat: a held chat cannot be erased."""
+
+    @_abc_1.abstractmethod
+    def EraseTenant(
+        self,
+        request: _service_pb2.EraseTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_service_pb2.EraseTenantResponse], _abc.AsyncIterator[_service_pb2.EraseTenantResponse]]:
+        """Erases every chat of the caller's tenant that is not under a legal hold
+        (offboarding), telling its progress after each chat. Interrupted, it
+        goes on where it stopped when called again.
+        """
 
 def add_TimeMachineServiceServicer_to_server(servicer: TimeMachineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
