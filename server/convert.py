@@ -11,6 +11,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from service import models
+from service.attachments import AttachmentRequest
 from service.chats import ChatSummary
 from service.errors import FieldViolation, InvalidArgument
 from service.export.bundles import Bundle
@@ -257,3 +258,45 @@ def chat_summary(row: ChatSummary) -> pb.ChatSummary:
         archived=row.archived,
         deleted=row.deleted,
     )
+
+
+REFERENCE_TYPE_FROM_PROTO = {
+    pb.ReferenceType.Value(f"REFERENCE_TYPE_{kind.upper()}"): kind
+    for kind in ("attachment", "inline", "result", "reference")
+}
+REFERENCE_TYPE_TO_PROTO = {kind: value for value, kind in REFERENCE_TYPE_FROM_PROTO.items()}
+
+
+def attachment_requests(given: Iterable[pb.Attachment]) -> list[AttachmentRequest]:
+    return [
+        AttachmentRequest(
+            file_id=a.file_id,
+            file_name=a.file_name,
+            reference_type=REFERENCE_TYPE_FROM_PROTO.get(a.reference_type),
+            display_order=a.display_order,
+        )
+        for a in given
+    ]
+
+
+def attachment(ref: Any) -> pb.Attachment:
+    """A Reference or an AttachmentRow (service/attachments.py: the same names) as the contract's Attachment."""
+    return pb.Attachment(
+        file_id=str(ref.file_id),
+        file_name=ref.original_name,
+        reference_type=REFERENCE_TYPE_TO_PROTO[ref.reference_type],
+        display_order=ref.display_order,
+        file_version=ref.file_version,
+        mime_type=ref.mime_type,
+        size_bytes=ref.size_bytes,
+    )
+
+
+def add_attachments(messages: Any, found: dict[str, list[Any]]) -> None:
+    """Each answered message version's references (most chats have none: nothing to do)."""
+    if not found:
+        return
+    for message in messages:
+        refs = found.get(message.id)
+        if refs:
+            message.attachments.extend(attachment(ref) for ref in refs)

@@ -145,8 +145,11 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             metadata=convert.from_struct(request.metadata, "metadata"),
             tokens=request.tokens,
             options=_options(request),
+            attachments=convert.attachment_requests(request.attachments),
         )
-        return api.SaveMessageResponse(message=convert.message(message.entry()), snapshot=convert.snapshot(snapshot))
+        answer = convert.message(message.entry())
+        answer.attachments.extend(convert.attachment(ref) for ref in message.attachments)
+        return api.SaveMessageResponse(message=answer, snapshot=convert.snapshot(snapshot))
 
     def EditMessage(self, request: api.EditMessageRequest, context: Any) -> api.EditMessageResponse:
         message, snapshot = self.p.history.edit_message(
@@ -156,8 +159,11 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             content=request.content,
             edit_reason=request.edit_reason,
             options=_options(request),
+            attachments=convert.attachment_requests(request.attachments),
         )
-        return api.EditMessageResponse(message=convert.message(message.entry()), snapshot=convert.snapshot(snapshot))
+        answer = convert.message(message.entry())
+        answer.attachments.extend(convert.attachment(ref) for ref in message.attachments)
+        return api.EditMessageResponse(message=answer, snapshot=convert.snapshot(snapshot))
 
     def DeleteMessage(self, request: api.DeleteMessageRequest, context: Any) -> api.DeleteMessageResponse:
         snapshot = self.p.history.delete_message(
@@ -225,6 +231,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             next_page_token=view.next_page_token,
         )
         convert.add_messages(response.messages, view.messages)
+        convert.add_attachments(response.messages, view.attachments)
         return response
 
     def ListMessageVersions(
@@ -350,6 +357,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             next_page_token=view.next_page_token,
         )
         convert.add_messages(response.messages, view.messages)
+        convert.add_attachments(response.messages, view.attachments)
         return response
 
     def ListSnapshotsByDate(

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID, uuid4
 
+from service import attachments as references
 from service import states
+from service.attachments import AttachmentRequest
 from service.database import Database
 from service.errors import AlreadyExists
 from service.models import Identity, MessageVersion, Role, Snapshot, Trigger
@@ -39,9 +41,11 @@ class History:
         metadata: dict[str, Any],
         tokens: int,
         options: WriteOptions,
+        attachments: list[AttachmentRequest] | None = None,
     ) -> tuple[MessageVersion, Snapshot]:
         check = Checker()
         chat = self._check_write(check, chat_id, options)
+        references.check(check, attachments or [])
         chosen = check.uuid("message_id", message_id, required=False)
         message = chosen or uuid4()
         check.enum("role", role)
@@ -60,6 +64,7 @@ class History:
             # A fresh uuid4 cannot collide; only a caller's id needs the look-up.
             if chosen is not None and write.message_head(message) is not None:
                 raise AlreadyExists(f"message {message} already exists in this chat; use EditMessage")
+            refs = references.resolve(tx, identity, chat, attachments or [])
             staged = write.put_message(
                 message,
                 None,
@@ -69,6 +74,7 @@ class History:
                 metadata=metadata,
                 tokens=tokens,
                 is_deleted=False,
+                attachments=refs,
             )
             trigger = Trigger.MESSAGE_SENT if role is Role.USER else Trigger.MESSAGE_RECEIVED
             snapshot, written = write.commit(
@@ -85,9 +91,11 @@ class History:
         content: str,
         edit_reason: str,
         options: WriteOptions,
+        attachments: list[AttachmentRequest] | None = None,
     ) -> tuple[MessageVersion, Snapshot]:
         check = Checker()
         chat = self._check_write(check, chat_id, options)
+        references.check(check, attachments or [])
         message = check.uuid("message_id", message_id)
         check.text("content", content, max_bytes=self.max_message_bytes)
         check.text("edit_reason", edit_reason)
@@ -99,7 +107,7 @@ class History:
             except Replay as replay:
                 return self._replayed_message(write_tx=tx, identity=identity, snapshot=replay.snapshot)
             head, current = write.live_message(message)
-            write.put_message(
+            staged = write.put_message(
                 message,
                 head,
                 role=current.role,
@@ -109,12 +117,17 @@ class History:
                 tokens=current.tokens,
                 is_deleted=False,
                 edit_reason=edit_reason,
+                # None keeps the references of the version edited.
+                attachments=references.resolve(tx, identity, chat, attachments) if attachments else None,
             )
             snapshot, written = write.commit(
                 Trigger.MESSAGE_EDITED,
                 trigger_message_id=message,
                 description=edit_reason or "message edited",
             )
+            if staged.attachments is None and write.head.has_attachments:
+                kept = references.of_versions(tx, identity.tenant_id, chat, [str(staged.id)])
+                written[0].attachments = kept.get(str(staged.id), [])
             return written[0], snapshot
 
     def delete_message(self, identity: Identity, *, chat_id: str, message_id: str, options: WriteOptions) -> Snapshot:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from service import checksum
+from service.attachments import TYPES
 from service.errors import FieldViolation, InvalidArgument
 from service.models import FileSource, Role, Scope, Trigger
 
@@ -159,6 +160,7 @@ class ImportPlan:
     file_deletions: list[dict[str, Any]] = field(default_factory=list)
     file_heads: list[dict[str, Any]] = field(default_factory=list)
     restores: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # message versions' file references
     media: dict[str, int] = field(default_factory=dict)  # sha256 -> size, every object the files name
     # Each live message version's checksum element, by row id: computed once, for the replay and the heads.
     elements: dict[UUID, int] = field(default_factory=dict)
@@ -185,7 +187,7 @@ def plan(document: Any) -> ImportPlan:
     snapshot_ids = _snapshots(history, result)
     versions = len(result.snapshots)
     file_ids = _files(root, result, snapshot_ids, versions)
-    _messages(root, result, snapshot_ids, versions)
+    _messages(root, result, snapshot_ids, versions, file_ids)
     _deletions(history, result, snapshot_ids, file_ids, versions)
     _restores(history, result, snapshot_ids, file_ids, versions)
     for row in result.snapshots:  # the file a snapshot names, by its new id
@@ -255,7 +257,9 @@ def _chat_version(entry: _Object, versions: int) -> int:
     return value
 
 
-def _messages(root: _Object, result: ImportPlan, snapshot_ids: dict[int, UUID], versions: int) -> None:
+def _messages(
+    root: _Object, result: ImportPlan, snapshot_ids: dict[int, UUID], versions: int, file_ids: dict[UUID, UUID]
+) -> None:
     seen: set[UUID] = set()
     positions: set[int] = set()
     for entry in root.objects("messages"):
@@ -301,6 +305,7 @@ def _messages(root: _Object, result: ImportPlan, snapshot_ids: dict[int, UUID], 
                 "current": False,
             }
             result.message_versions.append(row)
+            _references(item, row["id"], file_ids, result)
             if not row["is_deleted"]:
                 result.elements[row["id"]] = checksum.message_element(message_id, position, row["role"], row["content"])
         row["current"] = not row["is_deleted"]  # the head's version keeps the searchable document
@@ -319,6 +324,30 @@ def _messages(root: _Object, result: ImportPlan, snapshot_ids: dict[int, UUID], 
         )
         result.next_position = max(result.next_position, position + 1)
     result.message_versions.sort(key=lambda r: r["chat_version"])
+
+
+def _references(item: _Object, version_id: UUID, file_ids: dict[UUID, UUID], result: ImportPlan) -> None:
+    """A message version's file references, pointing at the new ids of the export's file versions."""
+    orders: set[int] = set()
+    for ref in item.objects("attachments", required=False):
+        exported = ref.uuid("file_id")
+        if exported not in file_ids:
+            raise refuse(f"{ref.where}.file_id", "names no file of the export")
+        order = ref.count("display_order")
+        if order > 2**31 - 1 or order in orders:
+            raise refuse(f"{ref.where}.display_order", "is out of range or another reference's")
+        orders.add(order)
+        kind = ref.text("reference_type")
+        if kind not in TYPES:
+            raise refuse(f"{ref.where}.reference_type", "is not a known value")
+        result.attachments.append(
+            {
+                "message_version_id": str(version_id),
+                "display_order": order,
+                "file_id": str(file_ids[exported]),
+                "reference_type": kind,
+            }
+        )
 
 
 def _files(root: _Object, result: ImportPlan, snapshot_ids: dict[int, UUID], versions: int) -> dict[UUID, UUID]:

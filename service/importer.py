@@ -268,6 +268,10 @@ class Importer:
             tx.execute("import_file_heads", {**params, "rows": _json(plan.file_heads)}, prepare=False)
         if plan.restores:
             tx.execute("import_restores", {**params, "rows": _json(plan.restores)}, prepare=False)
+        if plan.attachments:
+            tx.execute(
+                "insert_attachments", {**params, "given": _json(plan.attachments), "copies": "[]"}, prepare=False
+            )
         marker: Snapshot = tx.one(
             "import_marker",
             {

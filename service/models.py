@@ -67,6 +67,7 @@ class ChatHead:
     next_position: int
     archived: bool = False
     deleted: bool = False
+    has_attachments: bool = False  # a message of the chat ever referred to a file
 
 
 @dataclass
@@ -113,6 +114,7 @@ class MessageVersion:
     original_created_at: datetime
     is_active: bool = False
     superseded_at: datetime | None = None
+    attachments: list[Any] = field(default_factory=list)  # service/attachments.py: Reference or AttachmentRow
 
     def entry(self) -> MessageEntry:
         return MessageEntry(
@@ -260,6 +262,8 @@ class ChatView:
     files: list[MediaFile] = field(default_factory=list)
     next_page_token: str = ""
     labels: list[str] = field(default_factory=list)  # those naming `snapshot` now
+    # Message version id (text) -> its file references (service/attachments.py AttachmentRow).
+    attachments: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass

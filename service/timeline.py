@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from service import paging, states
+from service import attachments, paging, states
 from service.database import Database, Transaction
 from service.errors import FieldViolation, InvalidArgument, NotFound
 from service.models import (
@@ -120,6 +120,13 @@ def _page_at(tx: Transaction, tenant: UUID, chat: UUID, version: int, after: int
         return paging.until_full(rows, _weight)
 
 
+def _references(tx: Transaction, head: ChatHead, messages: list[MessageEntry]) -> dict[str, list[Any]]:
+    """The file references of a page's message versions, by key; none looked for in a chat that never had any."""
+    if not head.has_attachments:
+        return {}
+    return attachments.of_versions(tx, head.tenant_id, head.chat_id, [m.id for m in messages])
+
+
 def _restore_key(key: list[object]) -> tuple[datetime, UUID]:
     try:
         return datetime.fromisoformat(str(key[0])), UUID(str(key[1]))
@@ -151,9 +158,16 @@ class Reader:
             # The chat at its head version: a write committing meanwhile is not half seen.
             messages = _page_at(tx, identity.tenant_id, chat, head.head_version, after, size)
             files = states.files_at(tx, identity.tenant_id, chat, head.head_version, with_text=False)
-        messages, token = paging.answer(messages, size or None, scope, lambda m: m.position, _weight)
+            messages, token = paging.answer(messages, size or None, scope, lambda m: m.position, _weight)
+            refs = _references(tx, head, messages)
         return ChatView(
-            chat_id=chat, title=head.title, snapshot=snapshot, messages=messages, files=files, next_page_token=token
+            chat_id=chat,
+            title=head.title,
+            snapshot=snapshot,
+            messages=messages,
+            files=files,
+            next_page_token=token,
+            attachments=refs,
         )
 
     def list_message_versions(
@@ -209,7 +223,7 @@ class Reader:
         assert chat is not None
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
         with self.db.transaction(identity.tenant_id) as tx:
-            require_chat(tx, identity, chat)
+            head = require_chat(tx, identity, chat)
             snapshot: Snapshot | None
             if snap is not None:
                 snapshot = find_snapshot(tx, identity, chat, snap, "snapshot_id")
@@ -229,7 +243,8 @@ class Reader:
             messages = _page_at(tx, identity.tenant_id, chat, snapshot.version, after, size)
             files = states.files_at(tx, identity.tenant_id, chat, snapshot.version, with_text=False)
             labels = labels_by_snapshot(tx, identity.tenant_id, chat).get(snapshot.id, [])
-        messages, token = paging.answer(messages, size or None, scope, lambda m: m.position, _weight)
+            messages, token = paging.answer(messages, size or None, scope, lambda m: m.position, _weight)
+            refs = _references(tx, head, messages)
         return ChatView(
             chat_id=chat,
             title=snapshot.title,
@@ -238,6 +253,7 @@ class Reader:
             files=files,
             next_page_token=token,
             labels=labels,
+            attachments=refs,
         )
 
     def timeline(self, identity: Identity, chat_id: str, page_size: int, page_token: str, time_zone: str) -> Timeline:

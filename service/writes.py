@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from psycopg.types.json import Jsonb
 
 from service import checksum
+from service.attachments import Reference
 from service.database import Transaction
 from service.errors import Aborted, FailedPrecondition, NotFound
 from service.models import (
@@ -57,6 +58,8 @@ class StagedMessage:
     # The version this one replaces as the message's current one (None: a new message).
     superseded: UUID | None
     copy_of: UUID | None = None
+    # The file versions it refers to (service/attachments.py); None: those of the version it restores or follows.
+    attachments: list[Reference] | None = None
     id: UUID = field(default_factory=uuid4)
 
 
@@ -148,6 +151,7 @@ class Write:
         is_deleted: bool,
         edit_reason: str = "",
         copy: ContentCopy | None = None,
+        attachments: list[Reference] | None = None,
     ) -> StagedMessage:
         """Stage a new version of a message and move counts and checksum.
 
@@ -190,6 +194,7 @@ class Write:
             element_hash=checksum.to_hex(element),
             superseded=previous.current_version_id if previous else None,
             copy_of=copy.version_id if copy is not None else None,
+            attachments=attachments,
         )
         self.messages.append(staged)
         return staged
@@ -292,6 +297,7 @@ class Write:
             prepare=False if len(self.messages) > 1 else None,
         )
         self.tx.snapshots.append(trigger.value)
+        self._write_attachments()
         written = [self._version_of(m, snapshot) for m in self.messages] if returning else []
         for name, rows in self.file_rows.items():
             if rows:  # one statement for every row: a restore of many files is a few round trips
@@ -299,6 +305,27 @@ class Write:
                 params = {**self.params, **columns, **self._written(snapshot)}
                 self.tx.execute(name, params, prepare=False if len(rows) > 1 else None)
         return snapshot, written
+
+    def _write_attachments(self) -> None:
+        """The staged versions' file references: given ones, and those kept from the version each
+        follows or restores (only in a chat that has any: most chats skip the round trip)."""
+        given = [
+            {"message_version_id": str(m.id), "display_order": r.display_order, "file_id": str(r.file_id),
+             "reference_type": r.reference_type}
+            for m in self.messages if m.attachments
+            for r in m.attachments
+        ]  # fmt: skip
+        copies = []
+        if self.head.has_attachments:
+            copies = [
+                {"message_version_id": str(m.id), "source": str(m.copy_of or m.superseded)}
+                for m in self.messages
+                if m.attachments is None and not m.is_deleted and (m.copy_of or m.superseded) is not None
+            ]
+        if given or copies:
+            self.tx.execute(
+                "insert_attachments", {**self.params, "given": Jsonb(given), "copies": Jsonb(copies)}, prepare=False
+            )
 
     def file(self, file_id: UUID) -> MediaFile:
         row: MediaFile = self.tx.one("file_by_id", {"tenant_id": self.head.tenant_id, "file_id": file_id}, MediaFile)
@@ -332,6 +359,7 @@ class Write:
             created_at=snapshot.created_at,
             original_created_at=staged.original_created_at or snapshot.created_at,
             is_active=True,
+            attachments=list(staged.attachments or []),
         )
 
 

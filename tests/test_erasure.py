@@ -82,6 +82,8 @@ def test_an_erased_chat_leaves_only_its_tombstone(stack: Stack, caller: Caller, 
     caller.upload(chat, "own.txt", b"only this chat holds these bytes", mime_type="text/plain")
     caller.upload(chat, "shared.txt", shared, mime_type="text/plain")
     picture = caller.upload(chat, "p.png", _png(), mime_type="image/png")
+    look = pb.Attachment(file_id=picture.file.id, reference_type=pb.REFERENCE_TYPE_INLINE)
+    caller.save(chat, "look at this", attachments=[look])
     caller.stub.DeleteFile(api.DeleteFileRequest(chat_id=chat, file_id=picture.file.id), metadata=caller.md)
     caller.restore(chat, first.snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT)
     caller.stub.LabelSnapshot(

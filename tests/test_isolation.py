@@ -29,6 +29,7 @@ TABLES = [
     "tm_export_bundles",
     "tm_label_changes",
     "tm_erasures",
+    "tm_message_attachments",
     # Its bookkeeping columns only (tm_app retires documents); see the next test.
     "tm_search_documents",
 ]
@@ -81,6 +82,11 @@ def _as_service_role(stack: Stack) -> psycopg.Connection[Any]:
 def every_kind_of_row(caller: Caller, chat_id: str) -> None:
     caller.save(chat_id, "row")
     up = caller.upload(chat_id, "f.txt", b"file", mime_type="text/plain")
+    caller.save(
+        chat_id,
+        "see the file",
+        attachments=[pb.Attachment(file_id=up.file.id, reference_type=pb.REFERENCE_TYPE_ATTACHMENT)],
+    )
     caller.stub.DeleteFile(api.DeleteFileRequest(chat_id=chat_id, file_id=up.file.id), metadata=caller.md)
     caller.stub.CreateExport(api.CreateExportRequest(chat_id=chat_id, format=pb.EXPORT_FORMAT_JSON), metadata=caller.md)
     assert caller.restore(chat_id, caller.chat(chat_id).snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT).success

@@ -50,3 +50,8 @@ def test_node_client_round_trip(stack: Stack, node_client: Path) -> None:
     assert seen["deleted_write_code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
     assert seen["undeleted_trigger"] == "SNAPSHOT_TRIGGER_CHAT_UNDELETED"
     assert seen["imported"] == ["5", "SNAPSHOT_TRIGGER_CHAT_IMPORTED", seen["source_checksum"]]
+    # Named versions, references to files, legal holds and erasure (EraseTenant erases the rest).
+    assert seen["labeled_trigger"] == "SNAPSHOT_TRIGGER_SNAPSHOT_LABELED" and seen["at_label"]
+    assert seen["attachment"] == ["node.bin", "REFERENCE_TYPE_ATTACHMENT"]
+    assert seen["held"] and seen["erase_held_code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert seen["erased_rows_positive"] and seen["erase_tenant_done"]

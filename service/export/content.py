@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from service.attachments import AttachmentRow
 from service.database import Transaction
 from service.models import MediaFile, Snapshot
 
@@ -33,6 +34,7 @@ class Version:
     created_at: datetime
     metadata: dict[str, Any]
     edited_by: UUID | None
+    attachments: list[AttachmentRow] = field(default_factory=list)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Message:
     original_created_at: datetime
     deleted: bool
     versions: list[Version] = field(default_factory=list)
+    attachments: list[AttachmentRow] = field(default_factory=list)  # those of the version shown
 
 
 @dataclass
@@ -68,6 +71,8 @@ class ExportHeader:
     include_media: bool
     exported_at: datetime
     files: list[ExportFile]
+    # Message version id -> its file references (service/attachments.py).
+    attachments: dict[UUID, list[AttachmentRow]] = field(default_factory=dict)
 
 
 def messages(tx: Transaction, header: ExportHeader) -> Iterator[Message]:
@@ -79,12 +84,14 @@ def messages(tx: Transaction, header: ExportHeader) -> Iterator[Message]:
     since = header.from_snapshot.version if header.from_snapshot else 0
     # Rows come in chat order, each message's versions together.
     for _, group in itertools.groupby(rows, key=lambda row: row["message_id"]):
-        message = _message(list(group), since, header.include_history)
+        message = _message(list(group), since, header.include_history, header.attachments)
         if message is not None:
             yield message
 
 
-def _message(group: list[dict[str, Any]], since: int, include_history: bool) -> Message | None:
+def _message(
+    group: list[dict[str, Any]], since: int, include_history: bool, refs: dict[UUID, list[AttachmentRow]]
+) -> Message | None:
     last = group[-1]
     deleted = bool(last["is_deleted"])
     if deleted and not include_history:
@@ -106,6 +113,7 @@ def _message(group: list[dict[str, Any]], since: int, include_history: bool) -> 
                 created_at=r["created_at"],
                 metadata=r["metadata"],
                 edited_by=r["edited_by"],
+                attachments=refs.get(r["id"], []),
             )
             for r in group
             if r["chat_version"] > since
@@ -123,6 +131,7 @@ def _message(group: list[dict[str, Any]], since: int, include_history: bool) -> 
         original_created_at=last["original_created_at"],
         deleted=deleted,
         versions=versions,
+        attachments=refs.get(shown["id"], []),
     )
 
 

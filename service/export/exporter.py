@@ -18,6 +18,7 @@ from typing import IO, Any
 from uuid import UUID
 
 from service import states
+from service.attachments import AttachmentRow
 from service.database import Database, Transaction
 from service.errors import Cancelled, DataLoss, FieldViolation, InvalidArgument, Unavailable
 from service.export import archive
@@ -119,6 +120,13 @@ class ExportStream:
         self.size_bytes += len(chunk)
         self._digest.update(chunk)
         return chunk
+
+
+def _attachments(tx: Transaction, tenant_id: UUID, chat_id: UUID) -> dict[UUID, list[AttachmentRow]]:
+    found: dict[UUID, list[AttachmentRow]] = {}
+    for row in tx.all("chat_attachments", {"tenant_id": tenant_id, "chat_id": chat_id}, AttachmentRow):
+        found.setdefault(row.message_version_id, []).append(row)
+    return found
 
 
 def _close_body(opened: Any) -> None:
@@ -344,4 +352,5 @@ class Exporter:
             include_media=plan.include_media,
             exported_at=datetime.now(UTC),
             files=files,
+            attachments=_attachments(tx, plan.tenant_id, plan.chat_id),
         )

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import IO, Any, Protocol
 from uuid import UUID
 
+from service.attachments import AttachmentRow
 from service.export.content import ExportFile, ExportHeader, Message, Version
 
 FORMAT_VERSION = 1
@@ -42,6 +43,11 @@ def _size(size: int) -> str:
         if value < 1024 or unit == "TiB":
             break
     return f"{value:.1f} {unit}"
+
+
+def _reference(ref: AttachmentRow) -> str:
+    """One line for a message's file: "report.pdf (version 3, 1.2 KiB, attachment)"."""
+    return f"{ref.original_name} (version {ref.file_version}, {_size(ref.size_bytes)}, {ref.reference_type})"
 
 
 def title_of(header: ExportHeader) -> str:
@@ -95,9 +101,22 @@ def message_json(message: Message, include_history: bool) -> dict[str, Any]:
         "original_created_at": _time(message.original_created_at),
         "deleted": message.deleted,
     }
+    if message.attachments:
+        data["attachments"] = [attachment_json(a) for a in message.attachments]
     if include_history:
         data["versions"] = [version_json(v) for v in message.versions]
     return data
+
+
+def attachment_json(ref: AttachmentRow) -> dict[str, Any]:
+    """A message version's reference: the file version by its id (the files list has it), name and version."""
+    return {
+        "file_id": str(ref.file_id),
+        "name": ref.original_name,
+        "version": ref.file_version,
+        "reference_type": ref.reference_type,
+        "display_order": ref.display_order,
+    }
 
 
 def version_json(version: Version) -> dict[str, Any]:
@@ -113,6 +132,7 @@ def version_json(version: Version) -> dict[str, Any]:
         "created_at": _time(version.created_at),
         "metadata": version.metadata,
         "edited_by": _id(version.edited_by),
+        "attachments": [attachment_json(a) for a in version.attachments],
     }
 
 
@@ -250,6 +270,8 @@ class MarkdownRenderer(_Document):
         deleted = " · **deleted**" if message.deleted else ""
         parts = [f"### {self.count}. {role}{model} · {_human_time(message.created_at)}{deleted}", ""]
         parts.append(_quote(message.content) if message.deleted else (message.content or "_(empty)_"))
+        if message.attachments:
+            parts += ["", *(f"- {_md_cell(_reference(a))}" for a in message.attachments)]
         if message.versions:
             parts += ["", "<details><summary>Versions</summary>", ""]
             for v in message.versions:
@@ -331,6 +353,9 @@ class HtmlRenderer(_Document):
             f"{e(_human_time(message.created_at))}{deleted}</header>",
             f'<div class="content">{e(message.content)}</div>',
         ]
+        if message.attachments:
+            items = "".join(f"<li>{e(_reference(a))}</li>" for a in message.attachments)
+            out.append(f'<ul class="files">{items}</ul>')
         if message.versions:
             out.append(f"<details><summary>{len(message.versions)} versions</summary>")
             for v in message.versions:

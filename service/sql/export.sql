@@ -1,7 +1,7 @@
 -- name: export_versions
 -- Every message version up to the exported snapshot, in chat order, so that
 -- one streamed pass yields each message with its history.
-SELECT message_id, position, version, chat_version, role, content, model_id, metadata, tokens,
+SELECT id, message_id, position, version, chat_version, role, content, model_id, metadata, tokens,
        is_deleted, edit_reason, edited_by, created_at, original_created_at
 FROM tm_message_versions
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND chat_version <= %(version)s
@@ -44,3 +44,12 @@ JOIN tm_snapshots f ON f.tenant_id = r.tenant_id AND f.id = r.from_snapshot_id
 LEFT JOIN tm_snapshots p ON p.tenant_id = r.tenant_id AND p.id = r.previous_snapshot_id
 WHERE r.tenant_id = %(tenant_id)s AND r.chat_id = %(chat_id)s AND t.version <= %(version)s
 ORDER BY t.version
+
+-- name: chat_attachments
+-- Every file reference of a chat's message versions (most chats have none).
+SELECT a.message_version_id, a.display_order, a.file_id, a.reference_type, f.original_name,
+       f.version AS file_version, f.mime_type, f.size_bytes
+FROM tm_message_attachments a
+JOIN tm_files f ON f.tenant_id = a.tenant_id AND f.id = a.file_id
+WHERE a.tenant_id = %(tenant_id)s AND a.chat_id = %(chat_id)s
+ORDER BY a.message_version_id, a.display_order

@@ -7,14 +7,14 @@ ON CONFLICT (tenant_id, chat_id) DO NOTHING
 -- name: lock_chat
 -- Writers to one chat queue here, so versions are 1, 2, 3 … without gaps.
 SELECT tenant_id, chat_id, title, head_version, head_snapshot_id, head_time,
-       message_count, file_count, total_tokens, state_sum, next_position, archived, deleted
+       message_count, file_count, total_tokens, state_sum, next_position, archived, deleted, has_attachments
 FROM tm_chats
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
 FOR UPDATE
 
 -- name: get_chat_head
 SELECT tenant_id, chat_id, title, head_version, head_snapshot_id, head_time,
-       message_count, file_count, total_tokens, state_sum, next_position, archived, deleted
+       message_count, file_count, total_tokens, state_sum, next_position, archived, deleted, has_attachments
 FROM tm_chats
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
 

@@ -85,6 +85,30 @@ async function main() {
   out.imported = [imported.snapshots_imported, imported.last_snapshot.trigger, imported.checksum];
   out.source_checksum = (await unary("GetChat", { chat_id: chat })).snapshot.checksum;
 
+  // Named versions, references to files, legal holds and erasure.
+  const labeled = await unary("LabelSnapshot", { chat_id: chat, snapshot_id: saved.snapshot.id, label: "first" });
+  out.labeled_trigger = labeled.snapshot.trigger;
+  out.at_label = (await unary("GetChatAtSnapshot", { chat_id: chat, label: "first" })).snapshot.id === saved.snapshot.id;
+  const withFile = await unary("SaveMessage", {
+    chat_id: chat, role: "MESSAGE_ROLE_USER", content: "see the file",
+    attachments: [{ file_id: uploaded.file.id, reference_type: "REFERENCE_TYPE_ATTACHMENT", display_order: 1 }],
+  });
+  out.attachment = [withFile.message.attachments[0].file_name, withFile.message.attachments[0].reference_type];
+  const held = await unary("SetLegalHold", { chat_id: chat, legal_hold: true, reason: "node test" });
+  out.held = held.legal_hold;
+  const head = (await unary("GetChat", { chat_id: chat })).snapshot.checksum;
+  try {
+    await unary("EraseChat", { chat_id: chat, confirm_checksum: head });
+    out.erase_held_code = "OK";
+  } catch (err) {
+    out.erase_held_code = err.code;
+  }
+  await unary("SetLegalHold", { chat_id: chat, legal_hold: false });
+  const erasedCopy = await unary("EraseChat", { chat_id: copy, confirm_checksum: (await unary("GetChat", { chat_id: copy })).snapshot.checksum });
+  out.erased_rows_positive = Number(erasedCopy.erased_rows) > 0;
+  const progress = await collect(client.EraseTenant({ confirm_tenant_id: tenant }, md));
+  out.erase_tenant_done = progress[progress.length - 1].done;
+
   try {
     await unary("GetChat", { chat_id: "not-a-uuid" });
     out.bad_input_code = "OK";

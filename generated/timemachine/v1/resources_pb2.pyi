@@ -104,6 +104,38 @@ SNAPSHOT_TRIGGER_CHAT_IMPORTED: SnapshotTrigger.ValueType  # 16
 """ImportChat wrote the chat's history; this snapshot follows the imported ones."""
 Global___SnapshotTrigger: _TypeAlias = SnapshotTrigger  # noqa: Y015
 
+class _ReferenceType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReferenceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReferenceType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFERENCE_TYPE_UNSPECIFIED: _ReferenceType.ValueType  # 0
+    """Rejected as input."""
+    REFERENCE_TYPE_ATTACHMENT: _ReferenceType.ValueType  # 1
+    """A file sent with the message."""
+    REFERENCE_TYPE_INLINE: _ReferenceType.ValueType  # 2
+    """A file shown inside the message (an image in an answer)."""
+    REFERENCE_TYPE_RESULT: _ReferenceType.ValueType  # 3
+    """A file the message produced (the AI's output)."""
+    REFERENCE_TYPE_REFERENCE: _ReferenceType.ValueType  # 4
+    """A file the message only mentions."""
+
+class ReferenceType(_ReferenceType, metaclass=_ReferenceTypeEnumTypeWrapper):
+    """How a message refers to a file version."""
+
+REFERENCE_TYPE_UNSPECIFIED: ReferenceType.ValueType  # 0
+"""Rejected as input."""
+REFERENCE_TYPE_ATTACHMENT: ReferenceType.ValueType  # 1
+"""A file sent with the message."""
+REFERENCE_TYPE_INLINE: ReferenceType.ValueType  # 2
+"""A file shown inside the message (an image in an answer)."""
+REFERENCE_TYPE_RESULT: ReferenceType.ValueType  # 3
+"""A file the message produced (the AI's output)."""
+REFERENCE_TYPE_REFERENCE: ReferenceType.ValueType  # 4
+"""A file the message only mentions."""
+Global___ReferenceType: _TypeAlias = ReferenceType  # noqa: Y015
+
 class _MessageRole:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -470,6 +502,7 @@ class MessageVersion(_message.Message):
     SUPERSEDED_AT_FIELD_NUMBER: _builtins.int
     ORIGINAL_CREATED_AT_FIELD_NUMBER: _builtins.int
     CHAT_VERSION_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of this version row (UUID)."""
     message_id: _builtins.str
@@ -514,6 +547,12 @@ class MessageVersion(_message.Message):
     def original_created_at(self) -> _timestamp_pb2.Timestamp:
         """When the message was first created."""
 
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]:
+        """The file versions this message version refers to, in display order, as
+        they were: a reference keeps naming its file version after the file moves on.
+        """
+
     def __init__(
         self,
         *,
@@ -535,14 +574,63 @@ class MessageVersion(_message.Message):
         superseded_at: _timestamp_pb2.Timestamp | None = ...,
         original_created_at: _timestamp_pb2.Timestamp | None = ...,
         chat_version: _builtins.int = ...,
+        attachments: _abc.Iterable[Global___Attachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "metadata", b"metadata", "original_created_at", b"original_created_at", "superseded_at", b"superseded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "chat_version", b"chat_version", "content", b"content", "created_at", b"created_at", "edit_reason", b"edit_reason", "edited_by", b"edited_by", "id", b"id", "is_active", b"is_active", "is_deleted", b"is_deleted", "message_id", b"message_id", "metadata", b"metadata", "model_id", b"model_id", "original_created_at", b"original_created_at", "role", b"role", "snapshot_id", b"snapshot_id", "superseded_at", b"superseded_at", "tokens", b"tokens", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "chat_id", b"chat_id", "chat_version", b"chat_version", "content", b"content", "created_at", b"created_at", "edit_reason", b"edit_reason", "edited_by", b"edited_by", "id", b"id", "is_active", b"is_active", "is_deleted", b"is_deleted", "message_id", b"message_id", "metadata", b"metadata", "model_id", b"model_id", "original_created_at", b"original_created_at", "role", b"role", "snapshot_id", b"snapshot_id", "superseded_at", b"superseded_at", "tokens", b"tokens", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MessageVersion: _TypeAlias = MessageVersion  # noqa: Y015
+
+@_typing.final
+class Attachment(_message.Message):
+    """A message version's reference to a file version."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    REFERENCE_TYPE_FIELD_NUMBER: _builtins.int
+    DISPLAY_ORDER_FIELD_NUMBER: _builtins.int
+    FILE_VERSION_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    """The file version (UUID). In a request, this or file_name."""
+    file_name: _builtins.str
+    """In a request: a file name of the chat, meaning its current version.
+    In a response: the file's name.
+    """
+    reference_type: Global___ReferenceType.ValueType
+    """How the message refers to the file."""
+    display_order: _builtins.int
+    """Where it shows among the message's files (unique per message version)."""
+    file_version: _builtins.int
+    """The file version's number (responses)."""
+    mime_type: _builtins.str
+    """Its MIME type (responses)."""
+    size_bytes: _builtins.int
+    """Its size in bytes (responses)."""
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        file_name: _builtins.str = ...,
+        reference_type: Global___ReferenceType.ValueType = ...,
+        display_order: _builtins.int = ...,
+        file_version: _builtins.int = ...,
+        mime_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_order", b"display_order", "file_id", b"file_id", "file_name", b"file_name", "file_version", b"file_version", "mime_type", b"mime_type", "reference_type", b"reference_type", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
 
 @_typing.final
 class MediaFile(_message.Message):

@@ -37,6 +37,7 @@ class SaveMessageRequest(_message.Message):
     TOKENS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID). A chat id this tenant never used registers the chat."""
     message_id: _builtins.str
@@ -57,6 +58,12 @@ class SaveMessageRequest(_message.Message):
     def metadata(self) -> _struct_pb2.Struct:
         """Free-form caller metadata."""
 
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attachment]:
+        """Files this version of the message refers to (at most 100): file
+        versions of this chat by id, or current files by name.
+        """
+
     def __init__(
         self,
         *,
@@ -69,10 +76,11 @@ class SaveMessageRequest(_message.Message):
         tokens: _builtins.int = ...,
         request_id: _builtins.str = ...,
         expected_version: _builtins.int | None = ...,
+        attachments: _abc.Iterable[_resources_pb2.Attachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "content", b"content", "expected_version", b"expected_version", "message_id", b"message_id", "metadata", b"metadata", "model_id", b"model_id", "request_id", b"request_id", "role", b"role", "tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "attachments", b"attachments", "chat_id", b"chat_id", "content", b"content", "expected_version", b"expected_version", "message_id", b"message_id", "metadata", b"metadata", "model_id", b"model_id", "request_id", b"request_id", "role", b"role", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
@@ -122,6 +130,7 @@ class EditMessageRequest(_message.Message):
     EDIT_REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     """The chat (UUID)."""
     message_id: _builtins.str
@@ -134,6 +143,13 @@ class EditMessageRequest(_message.Message):
     """Idempotency key."""
     expected_version: _builtins.int
     """Optimistic concurrency guard."""
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attachment]:
+        """Files this version of the message refers to (at most 100): file
+        versions of this chat by id, or current files by name. An edit that
+        gives none keeps the references of the version it follows.
+        """
+
     def __init__(
         self,
         *,
@@ -143,10 +159,11 @@ class EditMessageRequest(_message.Message):
         edit_reason: _builtins.str = ...,
         request_id: _builtins.str = ...,
         expected_version: _builtins.int | None = ...,
+        attachments: _abc.Iterable[_resources_pb2.Attachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "chat_id", b"chat_id", "content", b"content", "edit_reason", b"edit_reason", "expected_version", b"expected_version", "message_id", b"message_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "attachments", b"attachments", "chat_id", b"chat_id", "content", b"content", "edit_reason", b"edit_reason", "expected_version", b"expected_version", "message_id", b"message_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
