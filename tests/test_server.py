@@ -58,6 +58,14 @@ def test_reflection_lists_services_and_describes_messages(stack: Stack, version:
         ("timemachine.v1.RestoreScope", "timemachine/v1/resources.proto"),
         ("timemachine.v1.RESTORE_SCOPE_FULL_CHAT", "timemachine/v1/resources.proto"),
         ("timemachine.v1.RestoreScope.RESTORE_SCOPE_FULL_CHAT", "timemachine/v1/resources.proto"),
+        # The v1 additions, as grpcurl would describe them.
+        ("timemachine.v1.TimeMachineService.ImportChat", "timemachine/v1/service.proto"),
+        ("timemachine.v1.TimeMachineService.EraseTenant", "timemachine/v1/service.proto"),
+        ("timemachine.v1.ListChatsRequest.title_query", "timemachine/v1/service.proto"),
+        ("timemachine.v1.RestorePreview", "timemachine/v1/service.proto"),
+        ("timemachine.v1.Attachment", "timemachine/v1/resources.proto"),
+        ("timemachine.v1.REFERENCE_TYPE_INLINE", "timemachine/v1/resources.proto"),
+        ("timemachine.v1.SNAPSHOT_TRIGGER_CHAT_IMPORTED", "timemachine/v1/resources.proto"),
     ],
 )
 def test_reflection_finds_every_kind_of_symbol(stack: Stack, version: str, symbol: str, file: str) -> None:
