@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from typing import Any
 
 import grpc
+from pypdf import PdfReader
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
@@ -67,8 +69,14 @@ def test_references_keep_their_file_version_through_edits_deletes_restores_and_e
         ("report.pdf", 1),
         ("chart.png", 1),
     ]
+    line = "report.pdf (version 1, 16 B, attachment)"
     _, markdown = export(caller, chat_id, pb.EXPORT_FORMAT_MARKDOWN)
-    assert "report.pdf (version 1, 16 B, attachment)" in markdown.decode()
+    assert line in markdown.decode()
+    _, html = export(caller, chat_id, pb.EXPORT_FORMAT_HTML)
+    assert f"<li>{line}</li>" in html.decode()
+    _, pdf = export(caller, chat_id, pb.EXPORT_FORMAT_PDF)
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert f"File: {line}" in " ".join(text.split())
     copy = str(uuid.uuid4())
     body = [api.ImportChatRequest(chat_id=copy), api.ImportChatRequest(export_chunk=data)]
     caller.stub.ImportChat(iter(body), metadata=caller.md)

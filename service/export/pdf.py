@@ -27,7 +27,7 @@ from fpdf.fonts import TTFFont
 
 from service.errors import ResourceExhausted
 from service.export.content import ExportHeader, Message
-from service.export.render import ROLE_NAMES, _human_time, _size, title_of
+from service.export.render import ROLE_NAMES, _human_time, _size, reference_line, title_of
 
 ROLE_COLOURS = {"user": (232, 240, 254), "assistant": (245, 245, 245), "system": (255, 249, 219)}
 # A line may break before and after each of these (CJK text has no spaces).
@@ -209,6 +209,8 @@ class PdfRenderer:
         self.pdf.ln(2)
         self._text(f"{self.count}. {role}{model} · {_human_time(message.created_at)}{deleted}", size=8, height=4)
         self._text(message.content or "(empty)", fill=ROLE_COLOURS.get(message.role))
+        for ref in message.attachments:  # the files it refers to, by name and version
+            self._text(f"   File: {reference_line(ref)}", size=7, height=4)
         for v in message.versions:
             what = "deleted" if v.is_deleted else f"version {v.version}"
             reason = f" — {v.edit_reason}" if v.edit_reason else ""

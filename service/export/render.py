@@ -45,7 +45,7 @@ def _size(size: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def _reference(ref: AttachmentRow) -> str:
+def reference_line(ref: AttachmentRow) -> str:
     """One line for a message's file: "report.pdf (version 3, 1.2 KiB, attachment)"."""
     return f"{ref.original_name} (version {ref.file_version}, {_size(ref.size_bytes)}, {ref.reference_type})"
 
@@ -271,7 +271,7 @@ class MarkdownRenderer(_Document):
         parts = [f"### {self.count}. {role}{model} · {_human_time(message.created_at)}{deleted}", ""]
         parts.append(_quote(message.content) if message.deleted else (message.content or "_(empty)_"))
         if message.attachments:
-            parts += ["", *(f"- {_md_cell(_reference(a))}" for a in message.attachments)]
+            parts += ["", *(f"- {_md_cell(reference_line(a))}" for a in message.attachments)]
         if message.versions:
             parts += ["", "<details><summary>Versions</summary>", ""]
             for v in message.versions:
@@ -354,7 +354,7 @@ class HtmlRenderer(_Document):
             f'<div class="content">{e(message.content)}</div>',
         ]
         if message.attachments:
-            items = "".join(f"<li>{e(_reference(a))}</li>" for a in message.attachments)
+            items = "".join(f"<li>{e(reference_line(a))}</li>" for a in message.attachments)
             out.append(f'<ul class="files">{items}</ul>')
         if message.versions:
             out.append(f"<details><summary>{len(message.versions)} versions</summary>")
