@@ -27,6 +27,7 @@ from service.database import Database, Transaction
 from service.errors import Cancelled, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from service.models import Identity
 from service.sweeper import Sweeper
+from service.timeline import missing_chat
 from service.validation import Checker
 from service.vault import StoredObject
 
@@ -163,16 +164,8 @@ class Eraser:
         """The chat's head row; NOT_FOUND (saying so when it was erased) otherwise."""
         head: dict[str, Any] | None = tx.one("lock_chat_for_erasure" if lock else "chat_hold", params)
         if head is None:
-            raise not_found(tx, params)
+            raise missing_chat(tx, params["tenant_id"], params["chat_id"])
         return head
-
-
-def not_found(tx: Transaction, params: dict[str, Any]) -> NotFound:
-    """NOT_FOUND for a chat id, saying when it was erased if it was."""
-    erased = tx.one("erasure_of", params)
-    if erased is not None:
-        return NotFound(f"chat {params['chat_id']} was erased at {erased['erased_at'].isoformat()} (EraseChat)")
-    return NotFound(f"chat {params['chat_id']} does not exist")
 
 
 def _json(value: dict[str, int]) -> str:
