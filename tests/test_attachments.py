@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import re
 import uuid
 from typing import Any
 
 import grpc
+from PIL import Image
 from pypdf import PdfReader
 
 from generated.timemachine.v1 import resources_pb2 as pb
@@ -110,3 +113,18 @@ def test_bad_references_are_refused_naming_the_field(caller: Caller, other: Call
         error = rpc_error(caller.save, chat_id, "x", attachments=refs)
         assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and field in str(error.details()), (field, error)
     assert caller.chat(chat_id).snapshot.version == before  # nothing was written
+
+
+def test_html_shows_referenced_images_as_their_thumbnails(caller: Caller, chat_id: str) -> None:
+    image = io.BytesIO()
+    Image.new("RGB", (400, 300), (20, 120, 200)).save(image, format="PNG")
+    photo = caller.upload(chat_id, "photo.png", image.getvalue(), mime_type="image/png").file
+    look = pb.Attachment(file_id=photo.id, reference_type=pb.REFERENCE_TYPE_INLINE)
+    caller.save(chat_id, "look", attachments=[look])
+    _, html = export(caller, chat_id, pb.EXPORT_FORMAT_HTML)
+    found = re.search(
+        r'<li><img class="thumb" src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="photo.png">', html.decode()
+    )
+    assert found is not None
+    thumbnail = Image.open(io.BytesIO(base64.b64decode(found.group(1))))
+    assert thumbnail.format == "PNG" and max(thumbnail.size) < 400  # the thumbnail, not the image

@@ -73,6 +73,8 @@ class ExportHeader:
     files: list[ExportFile]
     # Message version id -> its file references (service/attachments.py).
     attachments: dict[UUID, list[AttachmentRow]] = field(default_factory=dict)
+    # File version id -> the PNG thumbnail of a referenced image (HTML shows it inline).
+    thumbnails: dict[UUID, bytes] = field(default_factory=dict)
 
 
 def messages(tx: Transaction, header: ExportHeader) -> Iterator[Message]:

@@ -34,6 +34,9 @@ from service.vault import Vault, s3_errors
 FROM, TO = ("from_snapshot_id", "from_label"), ("to_snapshot_id", "label")  # a snapshot named by id or by label
 
 CHUNK = 1024 * 1024
+# Thumbnails of referenced images are inlined in the HTML: a bounded number, each small.
+MAX_THUMBNAILS = 200
+MAX_THUMBNAIL_BYTES = 256 * 1024
 SPOOL_BYTES = 8 * 1024 * 1024
 # A render checks for its caller every this many messages.
 CANCEL_CHECK_EVERY = 200
@@ -284,6 +287,16 @@ class Exporter:
             return PdfRenderer(sink, max_text_bytes=self.pdf_max_text_bytes)
         return RENDERERS[kind](sink)
 
+    def _thumbnails(self, tx: Transaction, plan: ExportPlan) -> dict[UUID, bytes]:
+        """The thumbnails of referenced images, read whole (each a small PNG; at most MAX_THUMBNAILS)."""
+        found: dict[UUID, bytes] = {}
+        params = {"tenant_id": plan.tenant_id, "chat_id": plan.chat_id, "limit": MAX_THUMBNAILS}
+        for row in tx.all("attachment_thumbnails", params):
+            data = b"".join(self.vault.read(row["key"], row["version"]))
+            if len(data) <= MAX_THUMBNAIL_BYTES:
+                found[row["id"]] = data
+        return found
+
     @staticmethod
     def _recorded_crc32s(tx: Transaction, tenant_id: UUID, files: list[ExportFile]) -> dict[str, int]:
         wanted = sorted({f.file.checksum_sha256 for f in files if f.path})
@@ -353,4 +366,5 @@ class Exporter:
             exported_at=datetime.now(UTC),
             files=files,
             attachments=_attachments(tx, plan.tenant_id, plan.chat_id),
+            thumbnails=self._thumbnails(tx, plan) if plan.format in ("html", "zip") else {},
         )

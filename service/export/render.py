@@ -6,6 +6,7 @@ holds more than one message.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from collections.abc import Iterator
@@ -307,8 +308,13 @@ class HtmlRenderer(_Document):
     """One self-contained file: inline CSS, no scripts, no external requests,
     every piece of chat text escaped."""
 
+    def __init__(self, sink: IO[bytes]) -> None:
+        super().__init__(sink)
+        self.thumbnails: dict[UUID, bytes] = {}
+
     def begin(self, header: ExportHeader) -> None:
         e = html.escape
+        self.thumbnails = header.thumbnails
         snap = header.snapshot
         since = f" · changes since version {header.from_snapshot.version}" if header.from_snapshot else ""
         out = [
@@ -354,7 +360,7 @@ class HtmlRenderer(_Document):
             f'<div class="content">{e(message.content)}</div>',
         ]
         if message.attachments:
-            items = "".join(f"<li>{e(reference_line(a))}</li>" for a in message.attachments)
+            items = "".join(f"<li>{self._thumbnail(a)}{e(reference_line(a))}</li>" for a in message.attachments)
             out.append(f'<ul class="files">{items}</ul>')
         if message.versions:
             out.append(f"<details><summary>{len(message.versions)} versions</summary>")
@@ -369,6 +375,14 @@ class HtmlRenderer(_Document):
             out.append("</details>")
         out.append("</article>")
         self._write("\n".join(out) + "\n")
+
+    def _thumbnail(self, ref: AttachmentRow) -> str:
+        """A referenced image's thumbnail, inline (the CSP allows data: images and nothing else)."""
+        data = self.thumbnails.get(ref.file_id)
+        if data is None:
+            return ""
+        encoded = base64.b64encode(data).decode()
+        return f'<img class="thumb" src="data:image/png;base64,{encoded}" alt="{html.escape(ref.original_name)}"><br>'
 
     def end(self) -> None:
         self._write(f'<p class="meta">{self.count} messages.</p>\n</body></html>\n')

@@ -53,3 +53,11 @@ FROM tm_message_attachments a
 JOIN tm_files f ON f.tenant_id = a.tenant_id AND f.id = a.file_id
 WHERE a.tenant_id = %(tenant_id)s AND a.chat_id = %(chat_id)s
 ORDER BY a.message_version_id, a.display_order
+
+-- name: attachment_thumbnails
+-- The thumbnails of the file versions a chat's messages refer to (at most %(limit)s).
+SELECT DISTINCT f.id, f.thumbnail_s3_key AS key, f.thumbnail_version_id AS version
+FROM tm_message_attachments a
+JOIN tm_files f ON f.tenant_id = a.tenant_id AND f.id = a.file_id
+WHERE a.tenant_id = %(tenant_id)s AND a.chat_id = %(chat_id)s AND f.thumbnail_s3_key IS NOT NULL
+LIMIT %(limit)s
