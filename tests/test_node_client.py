@@ -44,14 +44,16 @@ def test_node_client_round_trip(stack: Stack, node_client: Path) -> None:
     assert seen["export_header"] == [True, "application/json"] and seen["export_trailer_ok"]
     assert seen["export_messages"] == ["hello from node"]
     assert seen["bad_input_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    # v1 additions: the chat list and a chat's life, and ImportChat's client stream (5 snapshots:
-    # save, upload, archive, delete, undelete; the refused save wrote none).
+    # v1 additions: the chat list and a chat's life, and ImportChat's client stream (6 snapshots:
+    # save, upload, archive, unarchive, delete, undelete; the preview and the refused save wrote none).
     assert seen["archived_trigger"] == "SNAPSHOT_TRIGGER_CHAT_ARCHIVED" and seen["listed"] == [[chat, True]]
+    assert seen["unarchived_trigger"] == "SNAPSHOT_TRIGGER_CHAT_UNARCHIVED" and seen["preview_checksum_is_target"]
     assert seen["deleted_write_code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
     assert seen["undeleted_trigger"] == "SNAPSHOT_TRIGGER_CHAT_UNDELETED"
-    assert seen["imported"] == ["5", "SNAPSHOT_TRIGGER_CHAT_IMPORTED", seen["source_checksum"]]
+    assert seen["imported"] == ["6", "SNAPSHOT_TRIGGER_CHAT_IMPORTED", seen["source_checksum"]]
     # Named versions, references to files, legal holds and erasure (EraseTenant erases the rest).
     assert seen["labeled_trigger"] == "SNAPSHOT_TRIGGER_SNAPSHOT_LABELED" and seen["at_label"]
+    assert seen["unlabeled"] == "label 'first' taken off version 1"
     assert seen["attachment"] == ["node.bin", "REFERENCE_TYPE_ATTACHMENT"]
     assert seen["held"] and seen["erase_held_code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
     assert seen["erased_rows_positive"] and seen["erase_tenant_done"]

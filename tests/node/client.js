@@ -66,6 +66,11 @@ async function main() {
   out.archived_trigger = archived.snapshot.trigger;
   const listed = await unary("ListChats", { include_archived: true });
   out.listed = listed.chats.map((c) => [c.chat_id, c.archived]);
+  out.unarchived_trigger = (await unary("UnarchiveChat", { chat_id: chat })).snapshot.trigger;
+  const preview = await unary("Restore", {
+    chat_id: chat, target_snapshot_id: saved.snapshot.id, scope: "RESTORE_SCOPE_FULL_CHAT", validate_only: true,
+  });
+  out.preview_checksum_is_target = preview.preview.resulting_checksum === saved.snapshot.checksum && !preview.success;
   await unary("DeleteChat", { chat_id: chat });
   try {
     await unary("SaveMessage", { chat_id: chat, role: "MESSAGE_ROLE_USER", content: "refused" });
@@ -89,6 +94,7 @@ async function main() {
   const labeled = await unary("LabelSnapshot", { chat_id: chat, snapshot_id: saved.snapshot.id, label: "first" });
   out.labeled_trigger = labeled.snapshot.trigger;
   out.at_label = (await unary("GetChatAtSnapshot", { chat_id: chat, label: "first" })).snapshot.id === saved.snapshot.id;
+  out.unlabeled = (await unary("UnlabelSnapshot", { chat_id: chat, label: "first" })).snapshot.trigger_description;
   const withFile = await unary("SaveMessage", {
     chat_id: chat, role: "MESSAGE_ROLE_USER", content: "see the file",
     attachments: [{ file_id: uploaded.file.id, reference_type: "REFERENCE_TYPE_ATTACHMENT", display_order: 1 }],
