@@ -7,6 +7,7 @@ import io
 import json
 import re
 import uuid
+import zipfile
 from typing import Any
 
 import grpc
@@ -128,3 +129,13 @@ def test_html_shows_referenced_images_as_their_thumbnails(caller: Caller, chat_i
     assert found is not None
     thumbnail = Image.open(io.BytesIO(base64.b64decode(found.group(1))))
     assert thumbnail.format == "PNG" and max(thumbnail.size) < 400  # the thumbnail, not the image
+
+
+def test_a_zip_links_each_reference_to_its_media_entry(caller: Caller, chat_id: str) -> None:
+    notes = caller.upload(chat_id, "notes.txt", b"the notes", mime_type="text/plain").file
+    caller.save(chat_id, "attached", attachments=[pb.Attachment(file_id=notes.id, reference_type=ATTACHMENT)])
+    _, data = export(caller, chat_id, pb.EXPORT_FORMAT_ZIP, include_media=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        chat = json.loads(archive.read("chat.json"))
+        (ref,) = chat["messages"][0]["attachments"]
+        assert ref["file_id"] == notes.id and archive.read(ref["path"]) == b"the notes"

@@ -88,7 +88,8 @@ def file_json(entry: ExportFile, include_history: bool = False) -> dict[str, Any
     return data
 
 
-def message_json(message: Message, include_history: bool) -> dict[str, Any]:
+def message_json(message: Message, include_history: bool, paths: dict[UUID, str] | None = None) -> dict[str, Any]:
+    """A message; `paths`: where each file version's bytes are inside a ZIP, to link its references to."""
     data: dict[str, Any] = {
         "message_id": str(message.message_id),
         "position": message.position,
@@ -103,24 +104,28 @@ def message_json(message: Message, include_history: bool) -> dict[str, Any]:
         "deleted": message.deleted,
     }
     if message.attachments:
-        data["attachments"] = [attachment_json(a) for a in message.attachments]
+        data["attachments"] = [attachment_json(a, paths) for a in message.attachments]
     if include_history:
-        data["versions"] = [version_json(v) for v in message.versions]
+        data["versions"] = [version_json(v, paths) for v in message.versions]
     return data
 
 
-def attachment_json(ref: AttachmentRow) -> dict[str, Any]:
-    """A message version's reference: the file version by its id (the files list has it), name and version."""
-    return {
+def attachment_json(ref: AttachmentRow, paths: dict[UUID, str] | None = None) -> dict[str, Any]:
+    """A message version's reference: the file version by its id (the files list has it), name and
+    version, and in a ZIP with media the entry holding its bytes."""
+    data: dict[str, Any] = {
         "file_id": str(ref.file_id),
         "name": ref.original_name,
         "version": ref.file_version,
         "reference_type": ref.reference_type,
         "display_order": ref.display_order,
     }
+    if paths and ref.file_id in paths:
+        data["path"] = paths[ref.file_id]
+    return data
 
 
-def version_json(version: Version) -> dict[str, Any]:
+def version_json(version: Version, paths: dict[UUID, str] | None = None) -> dict[str, Any]:
     return {
         "version": version.version,
         "chat_version": version.chat_version,
@@ -133,7 +138,7 @@ def version_json(version: Version) -> dict[str, Any]:
         "created_at": _time(version.created_at),
         "metadata": version.metadata,
         "edited_by": _id(version.edited_by),
-        "attachments": [attachment_json(a) for a in version.attachments],
+        "attachments": [attachment_json(a, paths) for a in version.attachments],
     }
 
 
@@ -167,10 +172,12 @@ class JsonRenderer:
         self.sink = sink
         self.first = True
         self.include_history = False
+        self.paths: dict[UUID, str] = {}  # file version id -> its media entry in a ZIP
         self.history_written = False  # history() closed the messages
 
     def begin(self, header: ExportHeader) -> None:
         self.include_history = header.include_history
+        self.paths = {f.file.id: f.path for f in header.files if f.path}
         snap = header.snapshot
         head = {
             "format_version": FORMAT_VERSION,
@@ -200,7 +207,8 @@ class JsonRenderer:
     def message(self, message: Message) -> None:
         prefix = b"  " if self.first else b",\n  "
         self.first = False
-        self.sink.write(prefix + json.dumps(message_json(message, self.include_history), ensure_ascii=False).encode())
+        data = message_json(message, self.include_history, self.paths)
+        self.sink.write(prefix + json.dumps(data, ensure_ascii=False).encode())
 
     def history(self, sections: Iterator[tuple[str, Iterator[dict[str, Any]]]]) -> None:
         """The whole chat's history, after the messages: each section a list of objects."""
