@@ -14,16 +14,16 @@ sweeper deletes it later. Each deletion is logged and counted (reason
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-from service.database import Database, Transaction
+from psycopg.types.json import Jsonb
+
+from service.database import Database
 from service.errors import Cancelled, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from service.models import Identity
 from service.sweeper import Sweeper
@@ -121,8 +121,7 @@ class Eraser:
         assert chat is not None
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
         with self.db.transaction(identity.tenant_id) as tx:
-            self._require(tx, params)
-            row = tx.one(
+            row = tx.one(  # no row: no such chat (or an erased one)
                 "set_legal_hold",
                 {
                     **params,
@@ -131,6 +130,8 @@ class Eraser:
                     "user_id": identity.user_id,
                 },
             )
+            if row is None:
+                raise missing_chat(tx, identity.tenant_id, chat)
         log.info("legal hold %s on a chat", "set" if legal_hold else "lifted")
         return LegalHold(chat, row["legal_hold"], row["legal_hold_reason"], row["legal_hold_by"], row["legal_hold_at"])
 
@@ -139,14 +140,16 @@ class Eraser:
     def _erase(self, identity: Identity, chat: UUID, confirm_checksum: str | None) -> Erased:
         params = {"tenant_id": identity.tenant_id, "chat_id": chat}
         with self.db.transaction(identity.tenant_id) as tx:
-            head = self._require(tx, params, lock=True)
+            head = tx.one("lock_chat_for_erasure", params)
+            if head is None:
+                raise missing_chat(tx, identity.tenant_id, chat)
             if head["legal_hold"]:
                 raise FailedPrecondition("the chat is under a legal hold: SetLegalHold lifts it before erasure")
             if confirm_checksum is not None and head["state_sum"] != confirm_checksum:
                 raise FailedPrecondition("confirm_checksum is not the chat's current checksum: read it again")
             objects = tx.all("chat_objects_to_erase", params)
             tables: dict[str, int] = tx.one("erase_chat", params)["counts"]
-            tombstone = tx.one("insert_erasure", {**params, "user_id": identity.user_id, "counts": _json(tables)})
+            tombstone = tx.one("insert_erasure", {**params, "user_id": identity.user_id, "counts": Jsonb(tables)})
         sizes = {StoredObject(row["key"], row["version"]): row["size_bytes"] for row in objects}
         deleted = self.sweeper.discard(identity.tenant_id, sizes, "erased")
         log.info("erased a chat: %d rows, %d of %d object versions", sum(tables.values()), len(deleted), len(sizes))
@@ -158,15 +161,3 @@ class Eraser:
             erased_at=tombstone["erased_at"],
             tables=tables,
         )
-
-    @staticmethod
-    def _require(tx: Transaction, params: dict[str, Any], lock: bool = False) -> dict[str, Any]:
-        """The chat's head row; NOT_FOUND (saying so when it was erased) otherwise."""
-        head: dict[str, Any] | None = tx.one("lock_chat_for_erasure" if lock else "chat_hold", params)
-        if head is None:
-            raise missing_chat(tx, params["tenant_id"], params["chat_id"])
-        return head
-
-
-def _json(value: dict[str, int]) -> str:
-    return json.dumps(value)

@@ -6,9 +6,6 @@ SELECT state_sum, legal_hold FROM tm_chats
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
 FOR UPDATE
 
--- name: chat_hold
-SELECT legal_hold FROM tm_chats WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
-
 -- name: chat_objects_to_erase
 -- The chat's object versions in the vault: file bytes, thumbnails, export bundles.
 SELECT s3_key AS key, s3_version_id AS version, size_bytes FROM tm_files
