@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID, uuid4
 
 from service import checksum, states
@@ -72,15 +72,14 @@ class MessagePlan(NamedTuple):
     now_version: int
     now_deleted: bool
     now_tokens: int
-    now_role: str
-    now_model_id: str
+    now_role: str | None  # read only where a tombstone needs them (the message is alive now and not at the target)
+    now_model_id: str | None
     original_created_at: datetime
     existed: bool  # whether the message existed at the target; the target_* fields and those below are its then
     target_id: UUID | None
     target_deleted: bool
     role: str
     model_id: str
-    metadata: dict[str, Any]
     tokens: int
     unchanged: bool  # alive then and now, with the same fields: nothing to restore
     now_element: str | None  # checksum elements, only where a version will be written
@@ -233,12 +232,13 @@ class Restorer:
                     content=None,
                     copy=ContentCopy(row.target_id, row.target_element),
                     model_id=row.model_id,
-                    metadata=row.metadata,
+                    metadata=None,
                     tokens=row.tokens,
                     is_deleted=False,
                     edit_reason=f"restored from version {target.version}",
                 )
             else:  # the message did not exist then, or was deleted: it leaves the view again
+                assert row.now_role is not None and row.now_model_id is not None
                 write.put_message(
                     row.message_id,
                     row.head(),

@@ -49,7 +49,7 @@ class StagedMessage:
     role: str
     content: str | None  # None: copied in SQL from version `copy_of` (a restore)
     model_id: str
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] | None  # None: copied in SQL with the content
     tokens: int
     is_deleted: bool
     edit_reason: str
@@ -66,9 +66,10 @@ class StagedMessage:
 class ContentCopy(NamedTuple):
     """A new version's content taken from an earlier version where it is stored.
 
-    A restore brings back thousands of versions whose content the database
-    already holds: they need not travel to us and back. `element` is that
-    content's checksum element, computed in SQL (migrations/012).
+    A restore brings back thousands of versions whose content and metadata
+    the database already holds: they need not travel to us and back.
+    `element` is that content's checksum element, computed in SQL
+    (migrations/012).
     """
 
     version_id: UUID
@@ -146,7 +147,7 @@ class Write:
         role: str,
         content: str | None,
         model_id: str,
-        metadata: dict[str, Any],
+        metadata: dict[str, Any] | None,
         tokens: int,
         is_deleted: bool,
         edit_reason: str = "",
@@ -155,10 +156,11 @@ class Write:
     ) -> StagedMessage:
         """Stage a new version of a message and move counts and checksum.
 
-        With `copy`, `content` must be None: the version's content is the
-        copied version's, and its checksum element is the one given.
+        With `copy`, `content` and `metadata` must be None: the version's are
+        the copied version's, and its checksum element is the one given.
         """
         assert (content is None) == (copy is not None), "content comes either given or copied"
+        assert (metadata is None) == (copy is not None), "metadata comes either given or copied"
         if previous is not None and not previous.is_deleted:
             self.state.remove(checksum.from_hex(previous.element_hash))
             self.message_count -= 1
@@ -290,11 +292,8 @@ class Write:
                 "request_id": self.request_id,
                 "next_position": self.next_position,
                 "staged": Jsonb([_staged_json(m) for m in self.messages]),
-                "superseded": [m.superseded for m in self.messages if m.superseded is not None],
             },
             Snapshot,
-            # Many rows: plan with their values (a generic plan cannot hash the superseded ids' array).
-            prepare=False if len(self.messages) > 1 else None,
         )
         self.tx.snapshots.append(trigger.value)
         self._write_attachments()
@@ -338,7 +337,9 @@ class Write:
 
     def _version_of(self, staged: StagedMessage, snapshot: Snapshot) -> MessageVersion:
         """The row insert_snapshot wrote for `staged`: every value is known here but the snapshot's."""
-        assert staged.content is not None, "copied content is not known here: commit with returning=False"
+        assert staged.content is not None and staged.metadata is not None, (
+            "copied content is not known here: commit with returning=False"
+        )
         return MessageVersion(
             id=staged.id,
             tenant_id=self.head.tenant_id,
@@ -363,21 +364,25 @@ class Write:
         )
 
 
-# StagedMessage fields that go into insert_snapshot's JSON as they are.
-_STAGED_AS_IS = (
-    "version", "position", "role", "content", "model_id", "metadata", "tokens", "is_deleted", "edit_reason",
-    "element_hash",
-)  # fmt: skip
-
-
 def _staged_json(m: StagedMessage) -> dict[str, Any]:
-    row = {name: getattr(m, name) for name in _STAGED_AS_IS}
-    return row | {
-        "id": str(m.id),
-        "message_id": str(m.message_id),
-        "original_created_at": m.original_created_at.isoformat() if m.original_created_at else None,
-        "copy_of": str(m.copy_of) if m.copy_of else None,
-    }
+    """A staged version as insert_snapshot reads it: an absent key is NULL there (a copy's content and
+    metadata are read in SQL; a new message has no lineage), so a restore's thousand rows stay small."""
+    row: dict[str, Any] = {
+        "id": str(m.id), "message_id": str(m.message_id), "version": m.version, "position": m.position,
+        "role": m.role, "model_id": m.model_id, "tokens": m.tokens, "is_deleted": m.is_deleted,
+        "edit_reason": m.edit_reason, "element_hash": m.element_hash,
+    }  # fmt: skip
+    if m.content is not None:
+        row["content"] = m.content
+    if m.metadata is not None:
+        row["metadata"] = m.metadata
+    if m.original_created_at is not None:
+        row["original_created_at"] = m.original_created_at.isoformat()
+    if m.copy_of is not None:
+        row["copy_of"] = str(m.copy_of)
+    if m.superseded is not None:
+        row["superseded"] = str(m.superseded)
+    return row
 
 
 def open_write(

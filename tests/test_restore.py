@@ -215,3 +215,20 @@ def test_a_preview_refuses_what_the_restore_refuses(caller: Caller, other: Calle
         caller.restore, chat_id, target, pb.RESTORE_SCOPE_FULL_CHAT, validate_only=True, expected_version=1
     )
     assert stale.code() is grpc.StatusCode.ABORTED
+
+
+def test_a_message_edited_back_to_its_text_is_not_restored_again(caller: Caller, chat_id: str) -> None:
+    """Another version with the same fields is the same state: the restore writes nothing for it."""
+    first = caller.save(chat_id, "same words", tokens=2)
+    other = caller.save(chat_id, "other", tokens=1)
+    message_id = first.message.message_id
+    caller.edit(chat_id, message_id, "different words")
+    caller.edit(chat_id, message_id, "same words")
+    caller.edit(chat_id, other.message.message_id, "changed")
+    result = caller.restore(chat_id, other.snapshot.id, pb.RESTORE_SCOPE_FULL_CHAT)
+    assert result.messages_restored == 1  # only `other`; the first message's text is already the target's
+    assert result.snapshot.checksum == other.snapshot.checksum
+    versions = caller.stub.ListMessageVersions(
+        api.ListMessageVersionsRequest(chat_id=chat_id, message_id=message_id), metadata=caller.md
+    ).versions
+    assert [v.content for v in versions] == ["same words", "different words", "same words"]

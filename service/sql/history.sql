@@ -56,17 +56,21 @@ WITH snapshot AS (
     WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
     RETURNING pg_notify('tm_chat_events', c.tenant_id::text || '/' || c.chat_id::text)
 ), staged AS (
-    -- A version that copies another's content (a restore) reads it here, by
-    -- its full key: a subquery per row, which no plan turns into a scan.
-    SELECT s.id, s.message_id, s.version, s.position, s.role, s.model_id, s.metadata, s.tokens, s.is_deleted,
-           s.edit_reason, s.original_created_at, s.element_hash, s.copy_of,
-           coalesce(s.content, (SELECT v.content FROM tm_message_versions v
-                                WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s
-                                  AND v.id = s.copy_of)) AS content
+    -- A version that copies another (a restore) takes its content and
+    -- metadata here, by the source's full key: LIMIT 1 keeps it a lookup per
+    -- row, which no plan turns into a scan.
+    SELECT s.id, s.message_id, s.version, s.position, s.role, s.model_id, s.tokens, s.is_deleted,
+           s.edit_reason, s.original_created_at, s.element_hash, s.copy_of, s.superseded,
+           coalesce(s.content, c.content) AS content, coalesce(s.metadata, c.metadata) AS metadata
     FROM jsonb_to_recordset(%(staged)s::jsonb)
         AS s (id uuid, message_id uuid, version bigint, position bigint, role text, content text,
               model_id text, metadata jsonb, tokens bigint, is_deleted boolean, edit_reason text,
-              original_created_at timestamptz, element_hash text, copy_of uuid)
+              original_created_at timestamptz, element_hash text, copy_of uuid, superseded uuid)
+    LEFT JOIN LATERAL (
+        SELECT v.content, v.metadata FROM tm_message_versions v
+        WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s AND v.id = s.copy_of
+        LIMIT 1
+    ) c ON true
 ), version AS (
     INSERT INTO tm_message_versions (
         id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
@@ -85,7 +89,8 @@ WITH snapshot AS (
     FROM staged m WHERE NOT m.is_deleted
 ), retired AS (
     UPDATE tm_search_documents SET is_current = false
-    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND ref_id = ANY(%(superseded)b::uuid[])
+    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
+      AND ref_id = ANY(ARRAY(SELECT m.superseded FROM staged m WHERE m.superseded IS NOT NULL))
 ), head AS (
     INSERT INTO tm_messages (
         tenant_id, chat_id, message_id, position, current_version_id, version,

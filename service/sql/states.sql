@@ -33,53 +33,69 @@ ORDER BY v.position
 LIMIT %(limit)s
 
 -- name: restore_message_plan
--- Every message of the chat as it was at version N and as it is now, for a
--- restore: a row per message that existed at N (its version then) and per
--- message born after N (its current version, `existed` false), each with the
--- fields of the message's current version (now_*). One pass over the chat's
--- versions in key order keeps each message's version at N and its current
--- one (at most two rows a message); a second window pairs them. No join, so
--- no plan is worse than linear in the chat. Content stays here: the caller
+-- Every message of the chat as it is now and as it was at version N, for a
+-- restore (`existed` false for one born after N). Two streams in chat order,
+-- each read by (tenant, chat): the heads, which know the current version's
+-- id, tokens and checksum element, and each message's last version up to N.
+-- A window pairs them by position: no join, so no plan is worse than linear in
+-- the chat. The current version itself is read by its primary key, and only
+-- where the pairing needs it (a restored message whose text is the same, or
+-- a tombstone taking the current role). Content stays here: the caller
 -- learns whether the two states are the same and the checksum elements of
--- the versions that differ (migrations/012), and the write copies content by
--- version id.
-SELECT message_id, position, now_id, now_version, now_deleted, now_tokens, now_role, now_model_id,
-       original_created_at, existed, id AS target_id, is_deleted AS target_deleted, role, model_id, metadata,
-       tokens, unchanged,
-       CASE WHEN NOT unchanged AND NOT now_deleted
-            THEN tm_message_element(message_id, position, now_role, now_content) END AS now_element,
-       CASE WHEN existed AND NOT unchanged AND NOT is_deleted
-            THEN tm_message_element(message_id, position, role, content) END AS target_element
+-- the versions that differ (migrations/012), and the write copies content and
+-- metadata by version id.
+SELECT p.message_id, p.position, p.now_id, p.now_version, p.now_deleted, p.now_tokens,
+       n.role AS now_role, n.model_id AS now_model_id, p.original_created_at, p.existed, p.target_id,
+       p.target_deleted, p.role, p.model_id, p.tokens, u.unchanged,
+       CASE WHEN NOT u.unchanged AND NOT p.now_deleted THEN p.now_element END AS now_element,
+       CASE WHEN NOT u.unchanged AND p.alive THEN p.target_element END AS target_element
 FROM (
-    SELECT v.*,
-           coalesce(v.existed AND NOT v.is_deleted AND NOT v.now_deleted
-                    AND (v.role, v.content, v.model_id, v.tokens, v.metadata)
-                        = (v.now_role, v.now_content, v.now_model_id, v.now_tokens, v.now_metadata),
-                    false) AS unchanged
+    SELECT p.*, p.existed AND NOT p.target_deleted AS alive,
+           CASE WHEN p.existed AND NOT p.target_deleted AND p.target_id <> p.now_id
+                THEN tm_message_element(p.message_id, p.position, p.role, p.content) END AS target_element
     FROM (
-        SELECT v.*, v.first_chat_version <= %(version)s AS existed,
-               row_number() OVER w AS nth,
-               last_value(v.id) OVER rest AS now_id, last_value(v.version) OVER rest AS now_version,
-               last_value(v.is_deleted) OVER rest AS now_deleted, last_value(v.tokens) OVER rest AS now_tokens,
-               last_value(v.role) OVER rest AS now_role, last_value(v.model_id) OVER rest AS now_model_id,
-               last_value(v.content) OVER rest AS now_content, last_value(v.metadata) OVER rest AS now_metadata
+        SELECT p.*, p.target_id IS NOT NULL AS existed
         FROM (
-            SELECT v.id, v.message_id, v.position, v.version, v.chat_version, v.role, v.content, v.model_id,
-                   v.metadata, v.tokens, v.is_deleted, v.original_created_at,
-                   lead(v.chat_version) OVER w AS next_chat_version,
-                   first_value(v.chat_version) OVER w AS first_chat_version
-            FROM tm_message_versions v
-            WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s
-            WINDOW w AS (PARTITION BY v.position ORDER BY v.version)
-        ) v
-        WHERE v.next_chat_version IS NULL  -- current
-           OR (v.chat_version <= %(version)s AND v.next_chat_version > %(version)s)  -- at N, since replaced
-        WINDOW w AS (PARTITION BY v.position ORDER BY v.version),
-               rest AS (w ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)
-    ) v
-    WHERE v.nth = 1  -- the version at N, or the current one of a message born after N
-) v
-ORDER BY position
+            SELECT p.side, p.message_id, p.position, p.now_id, p.now_version, p.now_deleted, p.now_tokens,
+                   p.now_element, p.original_created_at,
+                   lead(p.target_id) OVER w AS target_id, coalesce(lead(p.target_deleted) OVER w, false)
+                   AS target_deleted, lead(p.role) OVER w AS role, lead(p.content) OVER w AS content,
+                   lead(p.model_id) OVER w AS model_id, lead(p.metadata) OVER w AS metadata,
+                   lead(p.tokens) OVER w AS tokens
+            FROM (
+                SELECT 0 AS side, h.message_id, h.position, h.current_version_id AS now_id, h.version AS now_version,
+                       h.is_deleted AS now_deleted, h.tokens AS now_tokens, h.element_hash AS now_element,
+                       h.original_created_at, NULL::uuid AS target_id, NULL::boolean AS target_deleted,
+                       NULL::text AS role, NULL::text AS content, NULL::text AS model_id, NULL::jsonb AS metadata,
+                       NULL::bigint AS tokens
+                FROM tm_messages h
+                WHERE h.tenant_id = %(tenant_id)s AND h.chat_id = %(chat_id)s
+                UNION ALL
+                (SELECT DISTINCT ON (v.position) 1, v.message_id, v.position, NULL, NULL, NULL, NULL, NULL, NULL,
+                       v.id, v.is_deleted, v.role, v.content, v.model_id, v.metadata, v.tokens
+                FROM tm_message_versions v
+                WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s AND v.chat_version <= %(version)s
+                 ORDER BY v.position, v.version DESC)
+            ) p
+            WINDOW w AS (PARTITION BY p.position ORDER BY p.side)
+        ) p
+        WHERE p.side = 0
+    ) p
+    OFFSET 0  -- kept a subquery: pulled up, each use of target_element would hash the content again
+) p
+LEFT JOIN LATERAL (  -- the current version's fields, by its key, for the rows that need them
+    SELECT v.role, v.model_id, v.metadata FROM tm_message_versions v
+    WHERE v.tenant_id = %(tenant_id)s AND v.id = p.now_id
+      AND NOT p.now_deleted AND (NOT p.alive OR p.target_element = p.now_element)
+    LIMIT 1
+) n ON true
+CROSS JOIN LATERAL (  -- alive then and now with the same fields: nothing to restore
+    SELECT p.alive AND NOT p.now_deleted
+           AND (p.target_id = p.now_id
+                OR coalesce((p.target_element, p.tokens, p.model_id, p.metadata)
+                            = (p.now_element, p.now_tokens, n.model_id, n.metadata), false)) AS unchanged
+) u
+ORDER BY p.position
 
 -- name: message_versions
 -- One message's versions, newest first, below `before_version`, at most
