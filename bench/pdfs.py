@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from service.export.content import ExportHeader, Message
-from service.export.pdf import PdfRenderer, _fonts
+from service.export.markdown import Span
+from service.export.pdf import PdfRenderer
 from service.models import Snapshot
 
 MESSAGES = 200
@@ -29,23 +30,35 @@ TEXTS = {
 
 
 class MultiCellRenderer(PdfRenderer):
-    """The renderer as it was: fpdf2 breaks the lines and picks fonts (CJK always embedded)."""
+    """Our layout with fpdf2 breaking the lines and picking fonts (CJK always embedded)."""
 
     def __init__(self, sink: IO[bytes]) -> None:
         super().__init__(sink)
-        self.pdf.add_font("NotoCJK", "", str(_fonts()[1]))
+        self._use("CJK")
 
-    def _text(self, text: str, size: float = 10, height: float = 5, fill: tuple[int, int, int] | None = None) -> None:
-        self.pdf.set_fallback_fonts(["NotoCJK"])
+    def _flow(
+        self,
+        spans: list[Span],
+        size: float = 10,
+        height: float = 5,
+        indent: float = 0,
+        fill: tuple[int, int, int] | None = None,
+        colour: tuple[int, int, int] | None = None,
+        bold: bool = False,
+    ) -> None:
+        self.pdf.set_fallback_fonts(["CJK"])
         self.pdf.set_font("Noto", size=size)
         if fill:
             self.pdf.set_fill_color(*fill)
+        self.pdf.set_x(self.pdf.l_margin + indent)
+        text = "".join(span.text for span in spans)
         self.pdf.multi_cell(0, height, text=text, fill=fill is not None, new_x="LMARGIN", new_y="NEXT")
 
 
 def _header() -> ExportHeader:
     values: dict[str, Any] = {f.name: None for f in fields(Snapshot)}
     values |= {"version": 1, "created_at": datetime.now(UTC), "checksum": "0" * 64, "tenant_id": uuid.uuid4()}
+    values |= {"id": uuid.uuid4(), "message_count": MESSAGES, "file_count": 0}
     return ExportHeader(uuid.uuid4(), "Bench", Snapshot(**values), None, False, False, datetime.now(UTC), [])
 
 

@@ -24,7 +24,8 @@ from service.errors import Cancelled, DataLoss, FieldViolation, InvalidArgument,
 from service.export import archive
 from service.export.content import ExportFile, ExportHeader, history, messages
 from service.export.pdf import PdfRenderer
-from service.export.render import HtmlRenderer, JsonRenderer, MarkdownRenderer, Renderer
+from service.export.render import JsonRenderer, MarkdownRenderer, Renderer
+from service.export.webpage import HtmlRenderer
 from service.models import Identity, MediaFile, Snapshot
 from service.pipeline import BackgroundDigest, Lookahead
 from service.timeline import check_point, find_snapshot, point, require_chat
@@ -228,8 +229,9 @@ class Exporter:
     def _render(
         self, plan: ExportPlan, extension: str, mime_type: str, identity: Identity, active: Callable[[], bool]
     ) -> ExportStream:
+        thumbnails = self._thumbnails(plan)
         with self.db.transaction(plan.tenant_id) as tx:
-            header = self._header(tx, identity, plan)
+            header = self._header(tx, identity, plan, thumbnails)
             crc32s = self._recorded_crc32s(tx, plan.tenant_id, header.files)
             kinds = [kind for _, kind in ZIP_DOCUMENTS] if plan.format == "zip" else [plan.format]
             # Closed by _read once streamed (they outlive this block on purpose).
@@ -237,8 +239,9 @@ class Exporter:
                 kind: tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
                 for kind in kinds
             }
+            renderers: list[Renderer] = []
             try:
-                renderers = [self._renderer(kind, spools[kind]) for kind in kinds]
+                renderers += [self._renderer(kind, spools[kind]) for kind in kinds]
                 for renderer in renderers:
                     renderer.begin(header)
                 for count, message in enumerate(messages(tx, header)):
@@ -258,6 +261,9 @@ class Exporter:
             except BaseException:
                 for spool in spools.values():  # nothing will stream them now
                     spool.close()
+                for renderer in renderers:  # a PDF's fonts hold open files until closed
+                    if isinstance(renderer, PdfRenderer):
+                        renderer.close()
                 raise
         name = f"chat-{str(plan.chat_id)[:8]}-v{header.snapshot.version}.{extension}"
         if plan.format != "zip":
@@ -287,11 +293,20 @@ class Exporter:
             return PdfRenderer(sink, max_text_bytes=self.pdf_max_text_bytes)
         return RENDERERS[kind](sink)
 
-    def _thumbnails(self, tx: Transaction, plan: ExportPlan) -> dict[UUID, bytes]:
-        """The thumbnails of referenced images, read whole (each a small PNG; at most MAX_THUMBNAILS)."""
-        found: dict[UUID, bytes] = {}
+    def _thumbnails(self, plan: ExportPlan) -> dict[UUID, bytes]:
+        """The thumbnails of referenced images, read whole (each a small PNG; at most MAX_THUMBNAILS).
+
+        Read before the render's transaction opens: S3 round trips never hold
+        a database connection. Objects are immutable, so reading them first
+        cannot disagree with the snapshot rendered.
+        """
+        if plan.format not in ("html", "pdf", "zip"):
+            return {}
         params = {"tenant_id": plan.tenant_id, "chat_id": plan.chat_id, "limit": MAX_THUMBNAILS}
-        for row in tx.all("attachment_thumbnails", params):
+        with self.db.transaction(plan.tenant_id) as tx:
+            rows = tx.all("attachment_thumbnails", params)
+        found: dict[UUID, bytes] = {}
+        for row in rows:
             data = b"".join(self.vault.read(row["key"], row["version"]))
             if len(data) <= MAX_THUMBNAIL_BYTES:
                 found[row["id"]] = data
@@ -336,7 +351,9 @@ class Exporter:
             # Permanent: retrying cannot help, so no retry is invited (VerifyChat names the object).
             raise DataLoss(f"the stored object of {file.original_name!r} has an unexpected size")
 
-    def _header(self, tx: Transaction, identity: Identity, plan: ExportPlan) -> ExportHeader:
+    def _header(
+        self, tx: Transaction, identity: Identity, plan: ExportPlan, thumbnails: dict[UUID, bytes]
+    ) -> ExportHeader:
         to = find_snapshot(tx, identity, plan.chat_id, plan.to_snapshot_id, "to_snapshot_id")
         since: Snapshot | None = None
         if plan.from_snapshot_id is not None:
@@ -366,5 +383,5 @@ class Exporter:
             exported_at=datetime.now(UTC),
             files=files,
             attachments=_attachments(tx, plan.tenant_id, plan.chat_id),
-            thumbnails=self._thumbnails(tx, plan) if plan.format in ("html", "zip") else {},
+            thumbnails=thumbnails,
         )

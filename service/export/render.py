@@ -6,8 +6,6 @@ holds more than one message.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -49,6 +47,16 @@ def _size(size: int) -> str:
 def reference_line(ref: AttachmentRow) -> str:
     """One line for a message's file: "report.pdf (version 3, 1.2 KiB, attachment)"."""
     return f"{ref.original_name} (version {ref.file_version}, {_size(ref.size_bytes)}, {ref.reference_type})"
+
+
+def plural(count: int, noun: str) -> str:
+    """The noun as `count` of it reads: "version", "versions"."""
+    return noun if count == 1 else f"{noun}s"
+
+
+def counted(count: int, noun: str) -> str:
+    """The count and the noun as it reads: "1 message", "2 messages"."""
+    return f"{count:,} {plural(count, noun)}"
 
 
 def title_of(header: ExportHeader) -> str:
@@ -236,7 +244,7 @@ def _quote(text: str) -> str:
     return "\n".join("> " + line if line else ">" for line in (text or "(empty)").splitlines()) or "> (empty)"
 
 
-class _Document:
+class Document:
     """A text document written to a binary sink, counting messages."""
 
     def __init__(self, sink: IO[bytes]) -> None:
@@ -247,7 +255,7 @@ class _Document:
         self.sink.write(text.encode())
 
 
-class MarkdownRenderer(_Document):
+class MarkdownRenderer(Document):
     """Readable as plain text and on any Markdown renderer."""
 
     def begin(self, header: ExportHeader) -> None:
@@ -282,7 +290,7 @@ class MarkdownRenderer(_Document):
         if message.attachments:
             parts += ["", *(f"- {_md_cell(reference_line(a))}" for a in message.attachments)]
         if message.versions:
-            parts += ["", "<details><summary>Versions</summary>", ""]
+            parts += ["", f"<details><summary>{counted(len(message.versions), 'version')}</summary>", ""]
             for v in message.versions:
                 what = "deleted" if v.is_deleted else f"version {v.version}"
                 reason = f" — {v.edit_reason}" if v.edit_reason else ""
@@ -293,104 +301,4 @@ class MarkdownRenderer(_Document):
         self._write("\n".join(parts) + "\n\n")
 
     def end(self) -> None:
-        self._write(f"---\n{self.count} messages.\n")
-
-
-# -- HTML ---------------------------------------------------------------------
-
-STYLE = """
-body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;
-color:#1d1d1f;background:#fff}
-h1{font-size:1.6rem;margin-bottom:.2rem}.meta{color:#6e6e73;font-size:.85rem}
-table{border-collapse:collapse;width:100%;font-size:.85rem}td,th{border:1px solid #d2d2d7;padding:.3rem .5rem;
-text-align:left}code{font-size:.8rem;word-break:break-all}
-.message{border:1px solid #d2d2d7;border-radius:10px;padding:.6rem .9rem;margin:.8rem 0}
-.message header{font-size:.8rem;color:#6e6e73;margin-bottom:.3rem}.role-user{background:#f5f9ff}
-.role-assistant{background:#fafafa}.role-system{background:#fffbea}.deleted{opacity:.6}
-.deleted .content{text-decoration:line-through}.content{white-space:pre-wrap;overflow-wrap:anywhere}
-details{margin-top:.5rem;font-size:.85rem}.version{border-left:3px solid #d2d2d7;padding-left:.6rem;margin:.4rem 0}
-"""
-
-
-class HtmlRenderer(_Document):
-    """One self-contained file: inline CSS, no scripts, no external requests,
-    every piece of chat text escaped."""
-
-    def __init__(self, sink: IO[bytes]) -> None:
-        super().__init__(sink)
-        self.thumbnails: dict[UUID, bytes] = {}
-
-    def begin(self, header: ExportHeader) -> None:
-        e = html.escape
-        self.thumbnails = header.thumbnails
-        snap = header.snapshot
-        since = f" · changes since version {header.from_snapshot.version}" if header.from_snapshot else ""
-        out = [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            # Nothing may be fetched or run: styles are inline, scripts are off.
-            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-            "style-src 'unsafe-inline'; img-src data:\">",
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{e(title_of(header))}</title><style>{STYLE}</style></head><body>",
-            f"<h1>{e(title_of(header))}</h1>",
-            f'<p class="meta">Version {snap.version} · {e(_human_time(snap.created_at))}{e(since)} · '
-            f"exported {e(_human_time(header.exported_at))}<br>chat <code>{e(str(header.chat_id))}</code> · "
-            f"checksum <code>{e(snap.checksum)}</code></p>",
-        ]
-        if header.files:
-            out.append("<h2>Files</h2><table><tr><th>Name</th><th>Size</th><th>SHA-256</th><th>Version</th></tr>")
-            for entry in header.files:
-                f = entry.file
-                name = e(f.original_name)
-                if entry.path:
-                    name = f'<a href="{e(entry.path, quote=True)}">{name}</a>'
-                state = "" if entry.current else " (earlier)"
-                out.append(
-                    f"<tr><td>{name}</td><td>{e(_size(f.size_bytes))}</td>"
-                    f"<td><code>{e(f.checksum_sha256)}</code></td><td>{f.version}{state}</td></tr>"
-                )
-            out.append("</table>")
-        out.append("<h2>Messages</h2>")
-        self._write("\n".join(out) + "\n")
-
-    def message(self, message: Message) -> None:
-        e = html.escape
-        self.count += 1
-        role = ROLE_NAMES.get(message.role, message.role)
-        classes = f"message role-{e(message.role)}" + (" deleted" if message.deleted else "")
-        model = f" · {e(message.model_id)}" if message.model_id else ""
-        deleted = " · deleted" if message.deleted else ""
-        out = [
-            f'<article class="{classes}" id="m{self.count}">',
-            f"<header>{self.count}. <strong>{e(role)}</strong>{model} · "
-            f"{e(_human_time(message.created_at))}{deleted}</header>",
-            f'<div class="content">{e(message.content)}</div>',
-        ]
-        if message.attachments:
-            items = "".join(f"<li>{self._thumbnail(a)}{e(reference_line(a))}</li>" for a in message.attachments)
-            out.append(f'<ul class="files">{items}</ul>')
-        if message.versions:
-            out.append(f"<details><summary>{len(message.versions)} versions</summary>")
-            for v in message.versions:
-                what = "deleted" if v.is_deleted else f"version {v.version}"
-                reason = f" — {e(v.edit_reason)}" if v.edit_reason else ""
-                body = "" if v.is_deleted else f'<div class="content">{e(v.content)}</div>'
-                out.append(
-                    f'<div class="version"><div class="meta">{what}, {e(_human_time(v.created_at))}{reason}</div>'
-                    f"{body}</div>"
-                )
-            out.append("</details>")
-        out.append("</article>")
-        self._write("\n".join(out) + "\n")
-
-    def _thumbnail(self, ref: AttachmentRow) -> str:
-        """A referenced image's thumbnail, inline (the CSP allows data: images and nothing else)."""
-        data = self.thumbnails.get(ref.file_id)
-        if data is None:
-            return ""
-        encoded = base64.b64encode(data).decode()
-        return f'<img class="thumb" src="data:image/png;base64,{encoded}" alt="{html.escape(ref.original_name)}"><br>'
-
-    def end(self) -> None:
-        self._write(f'<p class="meta">{self.count} messages.</p>\n</body></html>\n')
+        self._write(f"---\n{counted(self.count, 'message')}.\n")

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from service.export.markdown import Span
 from service.export.pdf import PdfRenderer
 
 SIZE = 10
+PLAIN = Span("")
 
 
 @pytest.fixture(scope="module")
@@ -24,40 +26,50 @@ def limit(renderer: PdfRenderer) -> float:
     return (renderer.pdf.epw - 2 * renderer.pdf.c_margin) * renderer.pdf.k * 1000 / SIZE
 
 
+def lines(renderer: PdfRenderer, text: str, code: bool = False) -> list[str]:
+    """The text of each line the renderer breaks `text` into, across the page's width."""
+    broken = renderer._lines([Span(text, code=code)], SIZE, renderer.pdf.epw)
+    return ["".join(piece for piece, _ in line) for line in broken]
+
+
+def width(renderer: PdfRenderer, text: str) -> float:
+    return renderer._width(text, PLAIN)
+
+
 def test_words_stay_whole_in_order_and_every_line_fits(renderer: PdfRenderer) -> None:
     text = "A long English paragraph, Ελληνικά γράμματα and русский текст, wrapping at the margin. " * 12
-    lines = renderer._lines(text, SIZE)
-    assert len(lines) > 5
-    assert " ".join(lines).split() == text.split()
-    assert all(renderer._width(line) <= limit(renderer) for line in lines)
-    assert all(line == line.lstrip() for line in lines)  # no line starts with the space it broke at
+    broken = lines(renderer, text)
+    assert len(broken) > 5
+    assert " ".join(broken).split() == text.split()
+    assert all(width(renderer, line) <= limit(renderer) for line in broken)
+    assert all(line == line.lstrip() for line in broken)  # no line starts with the space it broke at
     # Full lines: the next line's first word would not have fitted.
-    for line, following in itertools.pairwise(lines):
+    for line, following in itertools.pairwise(broken):
         first_word = following.split()[0]
-        assert renderer._width(line + " " + first_word) > limit(renderer)
+        assert width(renderer, line + " " + first_word) > limit(renderer)
 
 
 def test_text_without_spaces_breaks_between_characters(renderer: PdfRenderer) -> None:
     cjk = "日本語のテキストはスペースなしで書かれるので、文字単位で折り返す必要があります。" * 6
-    lines = renderer._lines(cjk, SIZE)
-    assert len(lines) > 2 and "".join(lines) == cjk
-    assert all(renderer._width(line) <= limit(renderer) for line in lines)
+    broken = lines(renderer, cjk)
+    assert len(broken) > 2 and "".join(broken) == cjk
+    assert all(width(renderer, line) <= limit(renderer) for line in broken)
     word = "https://example.com/" + "a" * 400
-    cut = renderer._lines(f"see {word} end", SIZE)
+    cut = lines(renderer, f"see {word} end")
     assert "".join(cut).replace(" ", "") == f"see{word}end"
-    assert all(renderer._width(line) <= limit(renderer) for line in cut)
+    assert all(width(renderer, line) <= limit(renderer) for line in cut)
 
 
-def test_paragraphs_blank_lines_and_indentation_are_kept(renderer: PdfRenderer) -> None:
-    assert renderer._lines("def f(x):\r\n    return x\n\n\tdone", SIZE) == [
+def test_code_keeps_its_lines_blank_lines_and_indentation(renderer: PdfRenderer) -> None:
+    assert lines(renderer, "def f(x):\r\n    return x\n\n\tdone", code=True) == [
         "def f(x):",
         "    return x",
         "",
         "    done",
     ]
-    assert renderer._lines("", SIZE) == [""]
+    assert lines(renderer, "") == [""]
 
 
-def test_characters_no_font_has_take_no_width(renderer: PdfRenderer) -> None:
-    assert renderer._width("\U0001f600") == 0  # fpdf2 skips the glyph, so it must not push text
-    assert renderer._width("ab") == renderer._width("a") + renderer._width("b") > 0
+def test_emoji_are_named_and_characters_no_font_has_are_spelled_out(renderer: PdfRenderer) -> None:
+    assert lines(renderer, "ok \U0001f600 then \ue000 end") == ["ok :grinning_face: then [U+E000] end"]
+    assert width(renderer, "ab") == width(renderer, "a") + width(renderer, "b") > 0
