@@ -44,6 +44,7 @@ _TOKENS = re.compile(rf"\n|[^\S\n]+|[{_WIDE}]|[^\s{_WIDE}]+")
 HEADING_SIZES = {1: 15, 2: 13, 3: 11.5}
 INDENT_MM = 5
 THUMBNAIL_MM = 30
+CELL_PADDING_MM = 1
 MEASURED_WORDS = 50_000  # words whose measure a renderer keeps
 
 Piece = tuple[str, Span]  # text and its style, on one line
@@ -343,7 +344,7 @@ class PdfRenderer:
         """A table row: equal columns, each cell wrapped, bordered; a head row in bold."""
         columns = max(1, len(block.cells))
         width = (self.pdf.epw - indent) / columns
-        cells = [self._lines(spans, size - 1, width) for spans in block.cells]
+        cells = [self._lines(spans, size - 1, width - 2 * CELL_PADDING_MM) for spans in block.cells]
         height = 4.5 * max(len(lines) for lines in cells)
         if self.pdf.will_page_break(height):
             self.pdf.add_page()
@@ -354,9 +355,8 @@ class PdfRenderer:
             self.pdf.rect(x, top, width, height, style="DF" if block.header else "D")
             self.pdf.set_xy(x, top)
             for line in lines:
-                self.pdf.set_x(x)
+                self.pdf.set_x(x + CELL_PADDING_MM)
                 self._draw(line, size - 1, 4.5, None, None, block.header)
-                self.pdf.set_x(x)
         self.pdf.set_xy(self.pdf.l_margin, top + height)
 
     # -- the document -----------------------------------------------------------------------

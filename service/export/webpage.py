@@ -37,6 +37,7 @@ text-align:left;vertical-align:top}th{background:#f2f2f4}
 .content{overflow-wrap:anywhere}.content>:first-child{margin-top:0}.content>:last-child{margin-bottom:0}
 .content h1{font-size:1.35rem}.content h2{font-size:1.2rem}.content h3{font-size:1.05rem}
 .content pre{background:#f4f4f6;border-radius:6px;padding:.6rem .8rem;overflow-x:auto;font-size:.85rem;line-height:1.4}
+.content pre code{background:none}
 .content code{font-family:ui-monospace,"SF Mono",Menlo,Consolas,monospace;font-size:.88em}
 .content :not(pre)>code{background:#f0f0f2;border-radius:4px;padding:.05rem .3rem}
 .content blockquote{margin:.5rem 0;padding:.1rem .9rem;border-left:3px solid #d2d2d7;color:#515154}
@@ -87,7 +88,7 @@ class HtmlRenderer(Document):
             '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
             "style-src 'unsafe-inline'; img-src data:\">",
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{e(title_of(header))}</title><style>{STYLE}{code_css()}</style></head><body>",
+            f"<title>{e(title_of(header))}</title><style>{code_css()}{STYLE}</style></head><body>",
             f'<header><h1 class="title">{e(title_of(header))}</h1>',
             f'<p class="meta">Version {snap.version} of the chat, {e(_human_time(snap.created_at))}{e(since)} · '
             f"{counted(snap.message_count, 'message')}, {counted(snap.file_count, 'file')} · "
