@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+from collections.abc import Coroutine
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +17,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from generated.timemachine.v1 import service_pb2, service_pb2_grpc
 from server import metrics
 from server.admission import Admission
+from server.bridge import bridge
 from server.identity import Authenticator
 from server.interceptor import SERVICE, ServiceInterceptor
 from server.metrics import Metrics
@@ -222,6 +226,23 @@ def keepalive_options(seconds: int) -> list[tuple[str, int]]:
     ]
 
 
+async def _server(pool: futures.Executor, interceptor: grpc.aio.ServerInterceptor, options: list[Any]) -> Any:
+    """An asyncio gRPC server, made on the loop that will run it."""
+    return grpc.aio.server(migration_thread_pool=pool, interceptors=[interceptor], options=options)
+
+
+class AsyncInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """The service interceptor's wrapping for the asyncio server: blocking handlers are bridged to the pool."""
+
+    def __init__(self, inner: ServiceInterceptor, pool: futures.Executor) -> None:
+        self.inner = inner
+        self.pool = pool
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        return bridge(self.inner.intercept_service(lambda _: handler, details), self.pool)
+
+
 class App:
     """A started gRPC server with health and reflection."""
 
@@ -233,16 +254,22 @@ class App:
         self.health = health.HealthServicer()
         self.metrics = Metrics()
         admission = Admission(transfer_slots=max(1, settings.grpc_workers // 2))
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-            interceptors=[ServiceInterceptor(_authenticator(settings), admission, self.metrics, tracer)],
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-                *keepalive_options(settings.grpc_keepalive_seconds),
-            ],
+        # The asyncio server: blocking handlers run in `pool` (server/bridge.py),
+        # async ones (WatchChat) on the event loop, which runs in a thread of its own.
+        self.pool = futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc")
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="grpc-loop", daemon=True)
+        self._loop_thread.start()
+        interceptor = AsyncInterceptor(
+            ServiceInterceptor(_authenticator(settings), admission, self.metrics, tracer), self.pool
         )
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+            *keepalive_options(settings.grpc_keepalive_seconds),
+        ]
+        self.server = self._on_loop(_server(self.pool, interceptor, options))
         self.events = ChatEvents(stores.db.url)
         self.sweeper = Sweeper(
             stores.db,
@@ -300,11 +327,15 @@ class App:
             )
         )
 
+    def _on_loop(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run `coroutine` on the server's event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
     def start(self) -> None:
         if self.settings.metrics_address:
             self.metrics.serve(self.settings.metrics_address)
         self.events.start()
-        self.server.start()
+        self._on_loop(self.server.start())
         for worker in self.workers:
             worker.start()
         self.sweeper.start()
@@ -316,7 +347,10 @@ class App:
         """Health goes NOT_SERVING, new calls are refused, in-flight calls finish."""
         self.readiness.stop()  # before: it must not set SERVING again
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self._on_loop(self.server.stop(grace))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(timeout=5)
+        self.pool.shutdown(wait=False, cancel_futures=True)
         for worker in self.workers:  # a bundle cut short is picked up again by any replica
             worker.stop()
         self.sweeper.stop()

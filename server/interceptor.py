@@ -8,12 +8,13 @@ that decides status codes; servicers and the product never do.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import grpc
@@ -114,6 +115,23 @@ def _trace_id(metadata: Any) -> str | None:
     return None
 
 
+class Outcome:
+    """How a call ended: None while it succeeds, else the status its caller gets."""
+
+    def __init__(self) -> None:
+        self.status: Any = None
+
+    def abort(self, context: grpc.ServicerContext) -> None:
+        if self.status is not None:
+            context.abort_with_status(self.status)
+
+
+def _active(context: Any) -> bool:
+    """Whether the caller is still there (a threaded context knows; an asyncio one is done once it left)."""
+    is_active = getattr(context, "is_active", None)
+    return bool(is_active()) if is_active is not None else not context.done()
+
+
 def _grpc_type(handler: Any) -> str:
     if handler.unary_unary:
         return "unary"
@@ -152,8 +170,14 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 yield message
 
         @contextmanager
-        def call(context: grpc.ServicerContext, request: Any = None) -> Iterator[None]:
+        def call(context: Any, request: Any = None) -> Iterator[Outcome]:
+            """The call's identity, admission, metrics, trace and log line around its handler.
+
+            A failure is turned into the status the caller gets, kept in the
+            outcome: the wrapper aborts with it (synchronously or awaiting).
+            """
             started = time.perf_counter()
+            outcome = Outcome()
             metrics.started.labels(*labels).inc()
             metadata = context.invocation_metadata()
             with self.tracing.server_span(service, name, metadata) if guarded else nullcontext() as span:
@@ -162,15 +186,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 code = grpc.StatusCode.OK
                 failure: Exception | None = None
                 deadline_token = deadline.bind(context.time_remaining())
-                try:
-                    if guarded:
-                        who = self.authenticator.identify(metadata, user_required=name in USER_REQUIRED)
-                        token = identity.bind(who)
-                    with self.admission.admit(name) if guarded else nullcontext():
-                        yield
-                except Exception as exc:
+
+                def fail(exc: Exception) -> None:
+                    nonlocal code, failure
                     failure = exc
-                    if isinstance(exc, grpc.RpcError) and not context.is_active():
+                    if isinstance(exc, grpc.RpcError) and not _active(context):
                         # A request stream broke because the caller went away (cancelled,
                         # or its connection was lost): no one hears the answer, no bug of ours.
                         code = grpc.StatusCode.CANCELLED
@@ -179,7 +199,22 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                         code, status = to_status(exc)
                         if code is grpc.StatusCode.INTERNAL:  # a bug of ours, never the caller's mistake
                             log.exception("%s failed: %s", method, status.message)
-                    context.abort_with_status(rpc_status.to_status(status))
+                    outcome.status = rpc_status.to_status(status)
+
+                admitted = ExitStack()
+                try:
+                    try:  # refused before the handler runs: the wrapper sees the status and does not run it
+                        if guarded:
+                            who = self.authenticator.identify(metadata, user_required=name in USER_REQUIRED)
+                            token = identity.bind(who)
+                            admitted.enter_context(self.admission.admit(name))
+                    except Exception as exc:
+                        fail(exc)
+                    with admitted:
+                        try:
+                            yield outcome
+                        except Exception as exc:
+                            fail(exc)
                 finally:
                     deadline.unbind(deadline_token)
                     if token is not None:
@@ -206,21 +241,40 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
             def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
                 received.inc()
-                with call(context, request):
-                    response = inner_uu(request, context)
+                with call(context, request) as outcome:
+                    response = inner_uu(request, context) if outcome.status is None else None
+                outcome.abort(context)
                 sent.inc()
                 return response
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
+        if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
+            inner_async = handler.unary_stream
+
+            async def unary_stream_async(request: Any, context: Any) -> AsyncIterator[Any]:
+                received.inc()
+                with call(context, request) as outcome:
+                    if outcome.status is None:
+                        async for response in inner_async(request, context):
+                            sent.inc()
+                            yield response
+                if outcome.status is not None:
+                    await context.abort(outcome.status.code, outcome.status.details, outcome.status.trailing_metadata)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream_async, handler.request_deserializer, handler.response_serializer
+            )
         if handler.unary_stream:
             inner_us = handler.unary_stream
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 received.inc()
-                with call(context, request):
-                    yield from counted(inner_us(request, context), sent)
+                with call(context, request) as outcome:
+                    if outcome.status is None:
+                        yield from counted(inner_us(request, context), sent)
+                outcome.abort(context)
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
@@ -229,8 +283,9 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             inner_su = handler.stream_unary
 
             def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-                with call(context):
-                    response = inner_su(counted(requests, received), context)
+                with call(context) as outcome:
+                    response = inner_su(counted(requests, received), context) if outcome.status is None else None
+                outcome.abort(context)
                 sent.inc()
                 return response
 
@@ -240,8 +295,10 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         inner_ss = handler.stream_stream
 
         def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            with call(context):
-                yield from counted(inner_ss(counted(requests, received), context), sent)
+            with call(context) as outcome:
+                if outcome.status is None:
+                    yield from counted(inner_ss(counted(requests, received), context), sent)
+            outcome.abort(context)
 
         return grpc.stream_stream_rpc_method_handler(
             stream_stream, handler.request_deserializer, handler.response_serializer
