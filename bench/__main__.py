@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bench import exports, imports, pdfs, searches, throughput, timetravel, transfers, writes
+from bench import exports, imports, pdfs, searches, throughput, timetravel, transfers, watchers, writes
 from generated.timemachine.v1 import service_pb2_grpc
 from server.app import App
 from server.bootstrap import Runtime
@@ -47,8 +47,12 @@ GOALS = {
     "pg_cpu_per_write_over_lean": {"at_most": 2.5},
     "server_cpu_per_write_over_echo": {"at_most": 2.5},
     "import_ratio_vs_copy": {"at_least": 0.3},
+    "watchers_per_replica": {"at_least": 2000},
+    "watch_event_p99_ms": {"at_most": 250},
+    "save_p50_ratio_with_watchers": {"at_most": 1.5},
+    "server_rss_kib_per_watcher": {"at_most": 50},
 }
-SECTIONS = ("writes", "throughput", "searches", "timetravel", "imports", "transfers", "exports", "pdfs")
+SECTIONS = ("writes", "throughput", "searches", "timetravel", "imports", "watchers", "transfers", "exports", "pdfs")
 
 
 def main() -> None:
@@ -63,7 +67,7 @@ def main() -> None:
     }
     try:
         stores = runtime.start()
-        if {"writes", "throughput", "searches", "timetravel", "imports"} & set(chosen):
+        if {"writes", "throughput", "searches", "timetravel", "imports", "watchers"} & set(chosen):
             app = App(settings, stores)
             app.start()
             channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
@@ -78,6 +82,8 @@ def main() -> None:
                 results |= timetravel.measure(runtime, stub)
             if "imports" in chosen:
                 results |= imports.measure(runtime, stub)
+            if "watchers" in chosen:
+                results |= watchers.measure(app.port, stub)
             channel.close()
             app.stop(grace=2)
         keys = {}

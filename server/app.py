@@ -73,7 +73,7 @@ def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweepe
         comparer=Comparer(stores.db),
         # With transfers capped at half the threads (server/admission.py),
         # a quarter for watches leaves short calls a quarter at least.
-        watcher=Watcher(stores.db, events, max_watches=max(1, settings.grpc_workers // 4)),
+        watcher=Watcher(stores.db, events, max_watches=settings.max_watches),
         importer=Importer(stores.db, stores.vault, sweeper, settings.max_upload_bytes),
         chats=Chats(stores.db),
         labels=Labels(stores.db),
@@ -189,6 +189,14 @@ def _chunk_serializer(field: int, serialize: Any) -> Any:
     return serializer
 
 
+def _encoded(response: Any) -> bytes:
+    """A response the servicer encoded itself, or a message to encode."""
+    if isinstance(response, bytes):
+        return response
+    data: bytes = response.SerializeToString()
+    return data
+
+
 def chunked_streams(servicer: Any) -> grpc.GenericRpcHandler:
     """The service's handlers, where chunk messages skip building a protobuf object.
 
@@ -205,6 +213,10 @@ def chunked_streams(servicer: Any) -> grpc.GenericRpcHandler:
             request_deserializer=old.request_deserializer,
             response_serializer=_chunk_serializer(field, old.response_serializer),
         )
+    watch = handlers["WatchChat"]  # its servicer yields each snapshot encoded once for all watchers
+    handlers["WatchChat"] = grpc.unary_stream_rpc_method_handler(
+        watch.unary_stream, request_deserializer=watch.request_deserializer, response_serializer=_encoded
+    )
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
@@ -267,17 +279,22 @@ class App:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            # Calls that arrived and wait for the asyncio server to take them: core's
+            # default (1,000, hard 3,000) left ~10 % of a burst of 2,000 watches
+            # waiting for ever (they never reached a handler). TM_MAX_WATCHES bounds them.
+            ("grpc.server.max_pending_requests", 1 << 20),
+            ("grpc.server.max_pending_requests_hard_limit", 1 << 20),
             *keepalive_options(settings.grpc_keepalive_seconds),
         ]
         self.server = self._on_loop(_server(self.pool, interceptor, options))
-        self.events = ChatEvents(stores.db.url)
+        self.events = ChatEvents(stores.db, self.loop, buffer=settings.watch_buffer)
         self.sweeper = Sweeper(
             stores.db,
             stores.vault,
             grace_seconds=settings.sweeper_grace_seconds,
             interval_seconds=settings.sweeper_interval_seconds,
         )
-        product = build_product(settings, stores, self.events, self.sweeper)
+        product = self.product = build_product(settings, stores, self.events, self.sweeper)
         servicer = TimeMachineServicer(product, stream_idle_seconds=settings.stream_idle_seconds)
         self.workers = [
             ExportWorker(
@@ -348,11 +365,11 @@ class App:
         self.readiness.stop()  # before: it must not set SERVING again
         self.health.enter_graceful_shutdown()
         self._on_loop(self.server.stop(grace))
+        self.events.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(timeout=5)
         self.pool.shutdown(wait=False, cancel_futures=True)
         for worker in self.workers:  # a bundle cut short is picked up again by any replica
             worker.stop()
         self.sweeper.stop()
-        self.events.stop()
         self.metrics.stop()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
@@ -29,6 +31,8 @@ from service.search import Searcher, SearchType
 from service.timeline import Reader
 from service.verify import Verifier
 from service.writes import WriteOptions
+
+ENCODED_SNAPSHOTS = 4096  # encoded WatchChat answers kept: the recent snapshots of the chats watched
 
 
 @dataclass
@@ -118,6 +122,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
     def __init__(self, product: Product, stream_idle_seconds: float = 60.0) -> None:
         self.p = product
         self.stream_idle_seconds = stream_idle_seconds
+        self._encoded: OrderedDict[UUID, bytes] = OrderedDict()  # WatchChat's recent snapshots, encoded
 
     def _paced(self, messages: Iterator[Any], context: Any) -> Iterator[Any]:
         """`messages`, the call cancelled if the client takes too long to accept one.
@@ -388,10 +393,20 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         _fill_changes(response, c)
         return response
 
-    def WatchChat(self, request: api.WatchChatRequest, context: Any) -> Iterator[api.WatchChatResponse]:
-        snapshots = self.p.watcher.watch(identity.current(), request.chat_id, request.after_version, context.is_active)
-        for snapshot in snapshots:
-            yield api.WatchChatResponse(snapshot=convert.snapshot(snapshot))
+    async def WatchChat(  # type: ignore[override]
+        self, request: api.WatchChatRequest, context: Any
+    ) -> AsyncIterator[bytes]:
+        # Async: an open watch waits on the event loop, holding no thread (service/events.py).
+        # Every watcher of a chat sends the same bytes: each snapshot is encoded once
+        # (server/app.py registers WatchChat with a serializer that passes bytes through).
+        async for snapshot in self.p.watcher.watch(identity.current(), request.chat_id, request.after_version):
+            encoded = self._encoded.get(snapshot.id)
+            if encoded is None:
+                encoded = api.WatchChatResponse(snapshot=convert.snapshot(snapshot)).SerializeToString()
+                self._encoded[snapshot.id] = encoded
+                if len(self._encoded) > ENCODED_SNAPSHOTS:
+                    self._encoded.popitem(last=False)
+            yield encoded
 
     def ListRestores(self, request: api.ListRestoresRequest, context: Any) -> api.ListRestoresResponse:
         rows, token = self.p.reader.list_restores(

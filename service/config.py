@@ -118,6 +118,9 @@ class Settings:
     db_lock_timeout_seconds: int = 10
     db_idle_in_transaction_seconds: int = 60
     export_queue_per_tenant: int = 20
+    # Open WatchChat streams a replica holds, and snapshots each may fall behind (service/events.py).
+    max_watches: int = 10_000
+    watch_buffer: int = 256
     sweeper_interval_seconds: int = 3600
     sweeper_grace_seconds: int = 24 * 3600
     # A hot standby for reads that may lag (service/standby.py); None: the primary.
@@ -205,6 +208,8 @@ class Settings:
             db_lock_timeout_seconds=env.int("TM_DB_LOCK_TIMEOUT_SECONDS", 10),
             db_idle_in_transaction_seconds=env.int("TM_DB_IDLE_IN_TRANSACTION_SECONDS", 60),
             export_queue_per_tenant=env.int("TM_EXPORT_QUEUE_PER_TENANT", 20),
+            max_watches=env.int("TM_MAX_WATCHES", 10_000),
+            watch_buffer=env.int("TM_WATCH_BUFFER", 256),
             # 0 turns the sweeper off on this replica (another one may sweep).
             sweeper_interval_seconds=env.int("TM_SWEEPER_INTERVAL_SECONDS", 3600, minimum=0),
             # Longer than any upload takes from its first byte to its commit.

@@ -1,17 +1,29 @@
-"""New snapshots, as they commit, for WatchChat: from every server replica.
+"""New snapshots, as they commit, for WatchChat: thousands of watchers a replica, a small fixed cost each.
 
-Each write's transaction issues pg_notify (delivered only on commit), so a
-listener in every replica hears about every chat's new versions. Watchers
-wait on a condition variable and re-read from the database; the notification
-only says "look again", so a missed one costs at most the fallback poll.
+Each write's transaction issues pg_notify (delivered only on commit). One
+listener connection per replica hears every chat's notifications (in a
+thread: psycopg's notifies() blocks) and hands the keys of followed chats to
+the event loop. There each followed chat has one channel: a notification
+makes it read the chat's new snapshots once, however many watch it, and put
+them in every watcher's bounded queue. A watcher costs a queue and a
+suspended coroutine: no thread, no connection, no query of its own per event.
+
+Joining, or resuming with after_version, reads the missed history in pages,
+then follows the channel; each version is delivered once and in order (one
+both read and pushed is skipped by its version). A watcher whose reader stops
+reading fills its queue and is ended with RESOURCE_EXHAUSTED naming the
+version to resume after; nobody else waits for it. A notification lost while
+the listener reconnects costs a resync of every channel, which also runs
+every RESYNC_SECONDS as a safety net.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import psycopg
@@ -25,121 +37,232 @@ from service.validation import Checker
 
 log = logging.getLogger(__name__)
 CHANNEL = "tm_chat_events"
-FALLBACK_POLL_SECONDS = 2.0
 PAGE = 100
-
-
-class ChatEvents:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._changed = threading.Condition()
-        # Change counters of the chats someone here follows, and how many follow
-        # each: a chat nobody follows takes no memory, however many are written.
-        self._seq: dict[str, int] = {}
-        self._followers: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="chat-events", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        with self._changed:
-            self._changed.notify_all()
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
-                            with self._changed:
-                                if note.payload in self._seq:
-                                    self._seq[note.payload] += 1
-                                    self._changed.notify_all()
-            except psycopg.Error as exc:  # the database went away: watchers fall back to polling
-                log.warning("chat event listener reconnecting: %s", type(exc).__name__)
-                self._stop.wait(1.0)
-
-    @contextmanager
-    def following(self, key: str) -> Iterator[None]:
-        """Count changes of `key` while the block runs."""
-        with self._changed:
-            self._followers[key] = self._followers.get(key, 0) + 1
-            self._seq.setdefault(key, 0)
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._followers[key] -= 1
-                if not self._followers[key]:
-                    del self._followers[key], self._seq[key]
-
-    def followed(self) -> int:
-        """How many chats have a counter (for tests and metrics)."""
-        with self._changed:
-            return len(self._seq)
-
-    def seq(self, key: str) -> int:
-        with self._changed:
-            return self._seq.get(key, 0)
-
-    def wait(self, key: str, seen: int, timeout: float) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._seq.get(key, 0) != seen or self._stop.is_set(), timeout)
+RESYNC_SECONDS = 30.0
+RETRY_SECONDS = 1.0
+BUFFER = 256  # snapshots a watcher may fall behind its chat before it is ended
 
 
 def channel_key(tenant_id: UUID, chat_id: UUID) -> str:
     return f"{tenant_id}/{chat_id}"
 
 
+class Follower:
+    """One watcher's place in a channel: the snapshots pushed to it, up to BUFFER."""
+
+    def __init__(self, key: str, buffer: int) -> None:
+        self.key = key
+        self.queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=buffer)
+        self.overflowed = False
+
+    def offer(self, row: Snapshot) -> None:
+        if not self.overflowed:
+            try:
+                self.queue.put_nowait(row)
+            except asyncio.QueueFull:
+                self.overflowed = True  # its watch ends at its next read; the others go on
+
+
+@dataclass
+class _Channel:
+    tenant_id: UUID
+    chat_id: UUID
+    followers: set[Follower] = field(default_factory=set)
+    last: int | None = None  # newest version pushed; None until the chat's head is read
+    refreshing: bool = False
+    again: bool = False  # a notification came while a refresh ran
+
+
+class ChatEvents:
+    """The replica's listener and its channels; the channels live on `loop`."""
+
+    def __init__(self, db: Database, loop: asyncio.AbstractEventLoop, buffer: int = BUFFER) -> None:
+        self.db = db
+        self.loop = loop
+        self.buffer = buffer
+        self._channels: dict[str, _Channel] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="chat-events", daemon=True)
+        self._resync: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._resync = asyncio.run_coroutine_threadsafe(self._resync_forever(), self.loop)  # type: ignore[assignment]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._resync is not None:
+            self._resync.cancel()
+        self._thread.join(timeout=5)
+
+    def followed(self) -> int:
+        """How many chats have a channel (for tests and metrics)."""
+        return len(self._channels)
+
+    # -- the listener thread -------------------------------------------------------
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.db.url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._call(self._resync_all)  # whatever was missed while no one listened
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            if note.payload in self._channels:  # most chats have no watcher here
+                                self._call(self._changed, note.payload)
+            except psycopg.Error as exc:  # the database went away: listen again, then resync
+                log.warning("chat event listener reconnecting: %s", type(exc).__name__)
+                self._stop.wait(RETRY_SECONDS)
+
+    def _call(self, callback: object, *args: object) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)  # type: ignore[arg-type]
+        except RuntimeError:  # the loop closed: the server is stopping
+            self._stop.set()
+
+    # -- channels, on the event loop ---------------------------------------------------
+
+    async def follow(self, tenant_id: UUID, chat_id: UUID) -> Follower:
+        key = channel_key(tenant_id, chat_id)
+        follower = Follower(key, self.buffer)
+        channel = self._channels.get(key)
+        if channel is None:
+            # Registered before its head is read: a commit in between is heard and read again.
+            channel = self._channels[key] = _Channel(tenant_id, chat_id)
+            channel.followers.add(follower)
+            try:
+                channel.last = await asyncio.get_running_loop().run_in_executor(None, self._head, channel)
+            except BaseException:
+                self.unfollow(follower)
+                raise
+            if channel.again:
+                self._changed(key)
+        else:
+            channel.followers.add(follower)
+        return follower
+
+    def unfollow(self, follower: Follower) -> None:
+        channel = self._channels.get(follower.key)
+        if channel is not None:
+            channel.followers.discard(follower)
+            if not channel.followers:
+                del self._channels[follower.key]
+
+    def _changed(self, key: str) -> None:
+        channel = self._channels.get(key)
+        if channel is None:
+            return
+        if channel.refreshing or channel.last is None:
+            channel.again = True
+            return
+        channel.refreshing = True
+        asyncio.get_running_loop().create_task(self._refresh(key, channel))
+
+    def _resync_all(self) -> None:
+        for key in list(self._channels):
+            self._changed(key)
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            self._resync_all()
+
+    async def _refresh(self, key: str, channel: _Channel) -> None:
+        """Read the chat's new snapshots once and push them to every follower; again while commits come."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                channel.again = False
+                try:
+                    rows = await loop.run_in_executor(None, self._after, channel)
+                except Exception as exc:
+                    log.warning("chat events could not be read: %s", type(exc).__name__)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    channel.again = True
+                    rows = []
+                for row in rows:
+                    for follower in list(channel.followers):
+                        follower.offer(row)
+                    channel.last = row.version
+                if not channel.again or self._channels.get(key) is not channel:
+                    return
+        finally:
+            channel.refreshing = False
+
+    def _head(self, channel: _Channel) -> int:
+        with self.db.transaction(channel.tenant_id) as tx:
+            head = require_chat(tx, Identity(channel.tenant_id, None), channel.chat_id)
+        return head.head_version
+
+    def _after(self, channel: _Channel) -> list[Snapshot]:
+        assert channel.last is not None
+        with self.db.transaction(channel.tenant_id) as tx:
+            rows: list[Snapshot] = tx.all(
+                "snapshots_page",
+                {"tenant_id": channel.tenant_id, "chat_id": channel.chat_id, "after_version": channel.last,
+                 "limit": PAGE * 10},
+                Snapshot,
+            )  # fmt: skip
+        return rows
+
+
 class Watcher:
     def __init__(self, db: Database, events: ChatEvents, max_watches: int) -> None:
         self.db = db
         self.events = events
-        # Each open watch holds a server worker thread; capping them keeps
-        # threads free for every other call.
         self.slots = Slots(max_watches)
         self.max_watches = max_watches
 
-    def watch(
-        self, identity: Identity, chat_id: str, after_version: int, active: Callable[[], bool]
-    ) -> Generator[Snapshot, None, None]:
-        """Every snapshot after `after_version`, then each new one as it commits, while `active()`."""
+    async def watch(self, identity: Identity, chat_id: str, after_version: int) -> AsyncGenerator[Snapshot, None]:
+        """Every snapshot after `after_version`, then each new one as it commits, until the caller leaves."""
         check = Checker()
         chat = check.uuid("chat_id", chat_id)
         check.done()
         if after_version < 0:
             raise InvalidArgument([FieldViolation("after_version", "must not be negative")])
         assert chat is not None
-        key = channel_key(identity.tenant_id, chat)
-        with self.db.transaction(identity.tenant_id) as tx:
-            require_chat(tx, identity, chat)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._require, identity, chat)
         if not self.slots.take():
-            raise ResourceExhausted(f"this server already serves {self.max_watches} watches; retry later")
+            raise ResourceExhausted(
+                f"this server already serves {self.max_watches} watches (TM_MAX_WATCHES); retry on another replica"
+            )
         try:
-            with self.events.following(key):
-                yield from self._follow(identity, chat, key, after_version, active)
+            follower = await self.events.follow(identity.tenant_id, chat)
+            try:
+                last = after_version
+                while True:  # what was missed, in pages
+                    rows = await loop.run_in_executor(None, self._page, identity, chat, last)
+                    for row in rows:
+                        yield row
+                        last = row.version
+                    if len(rows) < PAGE:
+                        break
+                while True:  # then live
+                    if follower.overflowed:
+                        raise ResourceExhausted(
+                            f"this watch fell {self.events.buffer} snapshots behind its reader; "
+                            f"resume with after_version={last}"
+                        )
+                    row = await follower.queue.get()
+                    if row.version > last:
+                        yield row
+                        last = row.version
+            finally:
+                self.events.unfollow(follower)
         finally:
             self.slots.give_back()
 
-    def _follow(
-        self, identity: Identity, chat: UUID, key: str, after_version: int, active: Callable[[], bool]
-    ) -> Iterator[Snapshot]:
-        last = after_version
-        while active():
-            seen = self.events.seq(key)  # read before querying, so no commit slips between
-            with self.db.transaction(identity.tenant_id) as tx:
-                rows: list[Snapshot] = tx.all(
-                    "snapshots_page",
-                    {"tenant_id": identity.tenant_id, "chat_id": chat, "after_version": last, "limit": PAGE},
-                    Snapshot,
-                )
-            for row in rows:
-                yield row
-                last = row.version
-            if len(rows) < PAGE:
-                self.events.wait(key, seen, FALLBACK_POLL_SECONDS)
+    def _require(self, identity: Identity, chat: UUID) -> None:
+        with self.db.transaction(identity.tenant_id) as tx:
+            require_chat(tx, identity, chat)
+
+    def _page(self, identity: Identity, chat: UUID, after: int) -> list[Snapshot]:
+        with self.db.transaction(identity.tenant_id) as tx:
+            rows: list[Snapshot] = tx.all(
+                "snapshots_page",
+                {"tenant_id": identity.tenant_id, "chat_id": chat, "after_version": after, "limit": PAGE},
+                Snapshot,
+            )
+        return rows

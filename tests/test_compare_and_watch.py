@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -10,10 +11,11 @@ import grpc
 import pytest
 
 from generated.timemachine.v1 import service_pb2 as api
+from generated.timemachine.v1 import service_pb2_grpc
 from service.errors import ResourceExhausted
 from service.events import Watcher
 from service.models import Identity
-from tests.conftest import Caller, Stack, rpc_error
+from tests.conftest import Caller, Stack, rpc_error, serving
 
 
 def test_compare_reports_messages_files_and_title(caller: Caller, chat_id: str) -> None:
@@ -102,15 +104,103 @@ def test_open_watches_are_capped(stack: Stack, caller: Caller, chat_id: str) -> 
     caller.save(chat_id, "one")
     watcher = Watcher(stack.stores.db, stack.app.events, max_watches=1)
     who = Identity(uuid.UUID(caller.tenant_id), None)
-    first = watcher.watch(who, chat_id, 0, lambda: True)
-    assert next(first).version == 1
-    second = watcher.watch(who, chat_id, 0, lambda: True)
-    with pytest.raises(ResourceExhausted):
-        next(second)
-    first.close()  # a finished watch frees its slot
-    third = watcher.watch(who, chat_id, 0, lambda: True)
-    assert next(third).version == 1
-    third.close()
+
+    async def run() -> None:
+        first = watcher.watch(who, chat_id, 0)
+        assert (await anext(first)).version == 1
+        second = watcher.watch(who, chat_id, 0)
+        with pytest.raises(ResourceExhausted):
+            await anext(second)
+        await first.aclose()  # a finished watch frees its slot
+        third = watcher.watch(who, chat_id, 0)
+        assert (await anext(third)).version == 1
+        await third.aclose()
+
+    asyncio.run_coroutine_threadsafe(run(), stack.app.loop).result(timeout=30)
+
+
+def test_five_hundred_watchers_hear_every_event_in_order_while_calls_answer(
+    stack: Stack, caller: Caller, chat_id: str
+) -> None:
+    caller.save(chat_id, "one")
+    writes = 20
+    slots = stack.app.product.watcher.slots
+    before = slots.in_use
+
+    async def watch_all() -> list[list[int]]:
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{stack.app.port}") for _ in range(5)]
+        try:
+            stubs = [service_pb2_grpc.TimeMachineServiceStub(channel) for channel in channels]
+
+            async def follow(index: int) -> list[int]:
+                request = api.WatchChatRequest(chat_id=chat_id, after_version=1)
+                call = stubs[index % 5].WatchChat(request, metadata=caller.md, timeout=60)
+                versions = []
+                async for reply in call:
+                    versions.append(reply.snapshot.version)
+                    if len(versions) == writes:
+                        call.cancel()
+                        break
+                return versions
+
+            tasks = [asyncio.ensure_future(follow(i)) for i in range(500)]
+            deadline = time.monotonic() + 30
+            while slots.in_use < before + 500 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert slots.in_use >= before + 500  # every one is open at once
+            loop = asyncio.get_running_loop()
+            started = time.monotonic()
+            for i in range(writes):
+                await loop.run_in_executor(None, caller.save, chat_id, f"live {i}")
+            chat = await loop.run_in_executor(None, caller.chat, chat_id)  # a short call answers meanwhile
+            assert chat.snapshot.version == writes + 1 and time.monotonic() - started < 30
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for channel in channels:
+                await channel.close()
+
+    heard = asyncio.run(watch_all())
+    assert all(versions == list(range(2, writes + 2)) for versions in heard)
+
+
+def test_a_watcher_that_stops_reading_is_ended_and_no_one_waits_for_it(
+    stack: Stack, caller: Caller, chat_id: str
+) -> None:
+    caller.save(chat_id, "one")
+    events = stack.app.events
+    buffer, events.buffer = events.buffer, 4
+    try:
+        # Its own connection with a fixed receive window: what it does not read stops the server's writes.
+        channel = grpc.insecure_channel(f"127.0.0.1:{stack.app.port}", options=[("grpc.http2.bdp_probe", 0)])
+        stub = service_pb2_grpc.TimeMachineServiceStub(channel)
+        stalled = stub.WatchChat(api.WatchChatRequest(chat_id=chat_id, after_version=1), metadata=caller.md)
+        reader = caller.stub.WatchChat(api.WatchChatRequest(chat_id=chat_id, after_version=1), metadata=caller.md)
+        heard: list[int] = []
+        done = threading.Event()
+
+        def read() -> None:
+            for reply in reader:
+                heard.append(reply.snapshot.version)
+                if reply.snapshot.version == 601:
+                    break
+            done.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        started = time.monotonic()
+        for i in range(600):
+            caller.save(chat_id, f"m{i}")
+        assert done.wait(30)
+        assert heard == list(range(2, 602))
+        assert time.monotonic() - started < 60
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stalled:
+                pass
+        assert ended.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "resume with after_version=" in (ended.value.details() or "")
+        reader.cancel()
+        channel.close()
+    finally:
+        events.buffer = buffer
 
 
 def test_chats_nobody_watches_take_no_memory(stack: Stack, caller: Caller, chat_id: str) -> None:
@@ -147,3 +237,27 @@ def test_a_compare_too_large_for_one_answer_comes_in_pages(caller: Caller, chat_
         page = caller.stub.CompareSnapshots(request, metadata=caller.md)
         added += [m.content[0] for m in page.added_messages]
     assert added == ["0", "1", "2", "3", "4"]
+
+
+def test_a_watch_survives_its_replicas_restart_by_resuming_after_its_last_version(
+    stack: Stack, caller: Caller, chat_id: str
+) -> None:
+    caller.save(chat_id, "one")
+    with serving(stack) as first:
+        stream = first.stub.WatchChat(api.WatchChatRequest(chat_id=chat_id), metadata=caller.md, timeout=30)
+        assert next(stream).snapshot.version == 1
+        caller.save(chat_id, "two")
+        last = next(stream).snapshot.version
+        assert last == 2
+    # That replica is gone; the chat moves on while the watcher reconnects.
+    with pytest.raises(grpc.RpcError):
+        next(stream)
+    caller.save(chat_id, "three")
+    with serving(stack) as second:
+        resumed = second.stub.WatchChat(
+            api.WatchChatRequest(chat_id=chat_id, after_version=last), metadata=caller.md, timeout=30
+        )
+        assert next(resumed).snapshot.version == 3  # what it missed, from history
+        caller.save(chat_id, "four")
+        assert next(resumed).snapshot.version == 4  # then live, without a gap or a repeat
+        resumed.cancel()

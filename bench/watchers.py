@@ -1,0 +1,106 @@
+"""Live following at scale: thousands of open watches on one replica (issue 15's figures).
+
+100 chats x 20 watchers, held by a client process of their own
+(bench/watch_load.py) over 20 connections, so this process's RSS is the
+server's. Then 200 writes/s spread over the chats for WRITE_SECONDS:
+- `watchers_per_replica`: watches open at once (goal at least 2,000);
+- `watch_event_p99_ms`: commit (the snapshot's time) to arrival, at every
+  watcher, 99th percentile (goal at most 250);
+- `save_p50_ratio_with_watchers`: SaveMessage p50 while they are open over
+  its p50 before they opened, same load (goal at most 1.5);
+- `server_rss_kib_per_watcher`: this process's RSS growth per open watch
+  (goal at most 50).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+from generated.timemachine.v1 import resources_pb2 as pb
+from generated.timemachine.v1 import service_pb2 as api
+from generated.timemachine.v1 import service_pb2_grpc
+
+CHATS = 100
+PER_CHAT = 20
+CONNECTIONS = 20
+WRITES_PER_SECOND = 200
+WRITE_SECONDS = 10
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _paced_saves(stub: service_pb2_grpc.TimeMachineServiceStub, md: Any, chats: list[str]) -> list[float]:
+    """WRITES_PER_SECOND saves for WRITE_SECONDS over the chats; the latency of each."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    count = WRITES_PER_SECOND * WRITE_SECONDS
+    start = time.monotonic()
+
+    def save(i: int) -> None:
+        delay = start + i / WRITES_PER_SECOND - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        began = time.perf_counter()
+        request = api.SaveMessageRequest(chat_id=chats[i % len(chats)], role=pb.MESSAGE_ROLE_USER, content=f"m{i}")
+        stub.SaveMessage(request, metadata=md)
+        with lock:
+            latencies.append(time.perf_counter() - began)
+
+    with futures.ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(save, range(count)))
+    return latencies
+
+
+def measure(port: int, stub: service_pb2_grpc.TimeMachineServiceStub) -> dict[str, Any]:
+    tenant = str(uuid.uuid4())
+    md = (("x-tenant-id", tenant), ("x-user-id", str(uuid.uuid4())))
+    chats = [str(uuid.uuid4()) for _ in range(CHATS)]
+    for chat in chats:
+        stub.SaveMessage(api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="first"), metadata=md)
+    without = _paced_saves(stub, md, chats)
+    heads = {chat: stub.GetChat(api.GetChatRequest(chat_id=chat, page_size=1), metadata=md).snapshot.version
+             for chat in chats}  # fmt: skip
+    before = _rss_kib()
+    client = subprocess.Popen(
+        [sys.executable, "-m", "bench.watch_load", f"127.0.0.1:{port}", tenant, json.dumps(heads), str(PER_CHAT),
+         str(CONNECTIONS)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert client.stdout is not None and client.stdin is not None
+        ready = client.stdout.readline().split()
+        assert ready and ready[0] == "READY", ready
+        opened = int(ready[1])
+        time.sleep(1)  # let allocations settle
+        rss_per_watcher = (_rss_kib() - before) / opened
+        with_watchers = _paced_saves(stub, md, chats)
+        time.sleep(1)  # the last deliveries
+        client.stdin.close()
+        report = json.loads(client.stdout.readline())
+    finally:
+        client.wait(timeout=60)
+    p50_without, p50_with = statistics.median(without), statistics.median(with_watchers)
+    return {
+        "watchers_per_replica": opened,
+        "watch_deliveries": report["deliveries"],
+        "watch_event_p50_ms": report["p50_ms"],
+        "watch_event_p99_ms": report["p99_ms"],
+        "save_p50_ms_without_watchers": round(p50_without * 1000, 2),
+        "save_p50_ms_with_watchers": round(p50_with * 1000, 2),
+        "save_p50_ratio_with_watchers": round(p50_with / p50_without, 2),
+        "server_rss_kib_per_watcher": round(rss_per_watcher, 1),
+    }
