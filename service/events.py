@@ -3,10 +3,12 @@
 Each write's transaction issues pg_notify (delivered only on commit). One
 listener connection per replica hears every chat's notifications (in a
 thread: psycopg's notifies() blocks) and hands the keys of followed chats to
-the event loop. There each followed chat has one channel: a notification
-makes it read the chat's new snapshots once, however many watch it, and put
-them in every watcher's bounded queue. A watcher costs a queue and a
-suspended coroutine: no thread, no connection, no query of its own per event.
+the event loop. There each followed chat has one channel. A notification
+carries the new snapshot (service/sql/history.sql), which the channel puts
+in every watcher's bounded queue without a query; when it cannot (a gap, a
+row too long for a notification) the channel reads the chat's new snapshots
+once, however many watch it. A watcher costs a queue and a suspended
+coroutine: no thread, no connection, no query of its own per event.
 
 Joining, or resuming with after_version, reads the missed history in pages,
 then follows the channel; each version is delivered once and in order (one
@@ -20,10 +22,12 @@ every RESYNC_SECONDS as a safety net.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from uuid import UUID
 
 import psycopg
@@ -45,6 +49,24 @@ BUFFER = 256  # snapshots a watcher may fall behind its chat before it is ended
 
 def channel_key(tenant_id: UUID, chat_id: UUID) -> str:
     return f"{tenant_id}/{chat_id}"
+
+
+_UUIDS = ("id", "tenant_id", "chat_id", "trigger_message_id", "trigger_file_id", "previous_snapshot_id",
+          "restored_from_snapshot_id", "user_id")  # fmt: skip
+_FIELDS = tuple(f.name for f in fields(Snapshot))
+
+
+def snapshot_of(body: str) -> Snapshot | None:
+    """The snapshot a notification carries (service/sql/history.sql), or None when it cannot be read."""
+    try:
+        row = json.loads(body)
+        values = {name: row[name] for name in _FIELDS}
+        for name in _UUIDS:
+            values[name] = UUID(values[name]) if values[name] else None
+        values["created_at"] = datetime.fromisoformat(values["created_at"])
+        return Snapshot(**values)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class Follower:
@@ -109,8 +131,9 @@ class ChatEvents:
                     self._call(self._resync_all)  # whatever was missed while no one listened
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            if note.payload in self._channels:  # most chats have no watcher here
-                                self._call(self._changed, note.payload)
+                            key, _, body = note.payload.partition(" ")
+                            if key in self._channels:  # most chats have no watcher here
+                                self._call(self._changed, key, snapshot_of(body) if body else None)
             except psycopg.Error as exc:  # the database went away: listen again, then resync
                 log.warning("chat event listener reconnecting: %s", type(exc).__name__)
                 self._stop.wait(RETRY_SECONDS)
@@ -149,9 +172,16 @@ class ChatEvents:
             if not channel.followers:
                 del self._channels[follower.key]
 
-    def _changed(self, key: str) -> None:
+    def _changed(self, key: str, row: Snapshot | None = None) -> None:
+        """A commit in a followed chat: its snapshot when the notification carried it, pushed as it is when
+        it is the next version; else (a gap, a resync, no row) the chat's new snapshots are read."""
         channel = self._channels.get(key)
         if channel is None:
+            return
+        if row is not None and not channel.refreshing and channel.last is not None and row.version == channel.last + 1:
+            for follower in list(channel.followers):
+                follower.offer(row)
+            channel.last = row.version
             return
         if channel.refreshing or channel.last is None:
             channel.again = True

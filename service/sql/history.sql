@@ -24,7 +24,8 @@ WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND request_id = %(req
 
 -- name: insert_snapshot
 -- A whole write in one statement, one round trip: the snapshot, the chat's
--- new head (with the notification that watchers receive when this commits),
+-- new head (with the notification, carrying the snapshot, that watchers
+-- receive when this commits),
 -- and the versions of any number of messages (one JSON object each) with
 -- their search documents and heads; the documents of the versions they
 -- supersede stop being current. The rows travel as one jsonb value: psycopg
@@ -52,9 +53,13 @@ WITH snapshot AS (
         message_count = s.message_count, file_count = s.file_count, total_tokens = s.total_tokens,
         state_sum = s.checksum, next_position = %(next_position)s,
         last_user_id = coalesce(s.user_id, c.last_user_id)
-    FROM snapshot s
+    FROM snapshot s, LATERAL (SELECT row_to_json(s)::text) e(j)
     WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
-    RETURNING pg_notify('tm_chat_events', c.tenant_id::text || '/' || c.chat_id::text)
+    -- "tenant/chat {snapshot}": watchers get the row without a query; a row
+    -- too long for a notification (8,000 bytes) leaves the key only, and
+    -- the listener reads the chat instead (service/events.py).
+    RETURNING pg_notify('tm_chat_events',
+        concat(c.tenant_id, '/', c.chat_id, CASE WHEN octet_length(e.j) < 7000 THEN ' ' || e.j END))
 ), staged AS (
     -- A version that copies another (a restore) takes its content and
     -- metadata here, by the source's full key: LIMIT 1 keeps it a lookup per
@@ -67,9 +72,9 @@ WITH snapshot AS (
               model_id text, metadata jsonb, tokens bigint, is_deleted boolean, edit_reason text,
               original_created_at timestamptz, element_hash text, copy_of uuid, superseded uuid)
     LEFT JOIN LATERAL (
-        SELECT v.content, v.metadata FROM tm_message_versions v
-        WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s AND v.id = s.copy_of
-        LIMIT 1
+    SELECT v.content, v.metadata FROM tm_message_versions v
+    WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s AND v.id = s.copy_of
+    LIMIT 1
     ) c ON true
 ), version AS (
     INSERT INTO tm_message_versions (
