@@ -152,7 +152,7 @@ async def _responses(
         except BaseException as exc:  # handed to the event loop, raised there
             offer(None, exc)
 
-    producer = loop.run_in_executor(pool, run)
+    loop.run_in_executor(pool, run)  # run() hands every outcome over, so its future needs no watching
     try:
         while True:
             item, error = await handoff.get()
@@ -162,8 +162,7 @@ async def _responses(
                 break
             yield item
     finally:
-        sync.end()
-        producer.add_done_callback(lambda _: None)  # its exceptions were handed over or do not matter
+        sync.end()  # the producer sees it within HANDOFF_POLL_SECONDS and closes the generator
 
 
 def bridge(handler: grpc.RpcMethodHandler | None, pool: Executor) -> grpc.RpcMethodHandler | None:

@@ -89,8 +89,8 @@ class Follower:
 class _Channel:
     tenant_id: UUID
     chat_id: UUID
+    last: int  # newest version pushed
     followers: set[Follower] = field(default_factory=set)
-    last: int | None = None  # newest version pushed; None until the chat's head is read
     refreshing: bool = False
     again: bool = False  # a notification came while a refresh ran
 
@@ -146,23 +146,16 @@ class ChatEvents:
 
     # -- channels, on the event loop ---------------------------------------------------
 
-    async def follow(self, tenant_id: UUID, chat_id: UUID) -> Follower:
+    def follow(self, tenant_id: UUID, chat_id: UUID, head_version: int) -> Follower:
+        """A place in the chat's channel; a new channel starts from `head_version`, the head as the watcher
+        read it. A commit between that read and this call is in the watcher's own backlog read, and the
+        channel's next notification finds the gap and reads it again (each version is delivered once)."""
         key = channel_key(tenant_id, chat_id)
         follower = Follower(key, self.buffer)
         channel = self._channels.get(key)
         if channel is None:
-            # Registered before its head is read: a commit in between is heard and read again.
-            channel = self._channels[key] = _Channel(tenant_id, chat_id)
-            channel.followers.add(follower)
-            try:
-                channel.last = await asyncio.get_running_loop().run_in_executor(None, self._head, channel)
-            except BaseException:
-                self.unfollow(follower)
-                raise
-            if channel.again:
-                self._changed(key)
-        else:
-            channel.followers.add(follower)
+            channel = self._channels[key] = _Channel(tenant_id, chat_id, head_version)
+        channel.followers.add(follower)
         return follower
 
     def unfollow(self, follower: Follower) -> None:
@@ -178,12 +171,12 @@ class ChatEvents:
         channel = self._channels.get(key)
         if channel is None:
             return
-        if row is not None and not channel.refreshing and channel.last is not None and row.version == channel.last + 1:
+        if row is not None and not channel.refreshing and row.version == channel.last + 1:
             for follower in list(channel.followers):
                 follower.offer(row)
             channel.last = row.version
             return
-        if channel.refreshing or channel.last is None:
+        if channel.refreshing:
             channel.again = True
             return
         channel.refreshing = True
@@ -205,7 +198,9 @@ class ChatEvents:
             while True:
                 channel.again = False
                 try:
-                    rows = await loop.run_in_executor(None, self._after, channel)
+                    rows = await loop.run_in_executor(
+                        None, snapshots_after, self.db, channel.tenant_id, channel.chat_id, channel.last, PAGE * 10
+                    )
                 except Exception as exc:
                     log.warning("chat events could not be read: %s", type(exc).__name__)
                     await asyncio.sleep(RETRY_SECONDS)
@@ -219,22 +214,6 @@ class ChatEvents:
                     return
         finally:
             channel.refreshing = False
-
-    def _head(self, channel: _Channel) -> int:
-        with self.db.transaction(channel.tenant_id) as tx:
-            head = require_chat(tx, Identity(channel.tenant_id, None), channel.chat_id)
-        return head.head_version
-
-    def _after(self, channel: _Channel) -> list[Snapshot]:
-        assert channel.last is not None
-        with self.db.transaction(channel.tenant_id) as tx:
-            rows: list[Snapshot] = tx.all(
-                "snapshots_page",
-                {"tenant_id": channel.tenant_id, "chat_id": channel.chat_id, "after_version": channel.last,
-                 "limit": PAGE * 10},
-                Snapshot,
-            )  # fmt: skip
-        return rows
 
 
 class Watcher:
@@ -253,17 +232,19 @@ class Watcher:
             raise InvalidArgument([FieldViolation("after_version", "must not be negative")])
         assert chat is not None
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._require, identity, chat)
+        head_version = await loop.run_in_executor(None, self._head_version, identity, chat)
         if not self.slots.take():
             raise ResourceExhausted(
                 f"this server already serves {self.max_watches} watches (TM_MAX_WATCHES); retry on another replica"
             )
         try:
-            follower = await self.events.follow(identity.tenant_id, chat)
+            follower = self.events.follow(identity.tenant_id, chat, head_version)
             try:
                 last = after_version
                 while True:  # what was missed, in pages
-                    rows = await loop.run_in_executor(None, self._page, identity, chat, last)
+                    rows = await loop.run_in_executor(
+                        None, snapshots_after, self.db, identity.tenant_id, chat, last, PAGE
+                    )
                     for row in rows:
                         yield row
                         last = row.version
@@ -284,15 +265,17 @@ class Watcher:
         finally:
             self.slots.give_back()
 
-    def _require(self, identity: Identity, chat: UUID) -> None:
+    def _head_version(self, identity: Identity, chat: UUID) -> int:
         with self.db.transaction(identity.tenant_id) as tx:
-            require_chat(tx, identity, chat)
+            return require_chat(tx, identity, chat).head_version
 
-    def _page(self, identity: Identity, chat: UUID, after: int) -> list[Snapshot]:
-        with self.db.transaction(identity.tenant_id) as tx:
-            rows: list[Snapshot] = tx.all(
-                "snapshots_page",
-                {"tenant_id": identity.tenant_id, "chat_id": chat, "after_version": after, "limit": PAGE},
-                Snapshot,
-            )
-        return rows
+
+def snapshots_after(db: Database, tenant_id: UUID, chat_id: UUID, after: int, limit: int) -> list[Snapshot]:
+    """A chat's snapshots after version `after`, oldest first, at most `limit`."""
+    with db.transaction(tenant_id) as tx:
+        rows: list[Snapshot] = tx.all(
+            "snapshots_page",
+            {"tenant_id": tenant_id, "chat_id": chat_id, "after_version": after, "limit": limit},
+            Snapshot,
+        )
+    return rows

@@ -8,6 +8,7 @@ its own tenant, so tests never see each other's data.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+from PIL import Image
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
@@ -180,6 +182,16 @@ os.environ.setdefault("TM_LOG_LEVEL", "WARNING")
 class Served:
     address: str
     stub: service_pb2_grpc.TimeMachineServiceStub
+
+
+def save_with_image(caller: Caller, chat_id: str, name: str, size: tuple[int, int], text: str) -> Any:
+    """Upload a PNG of `size` as `name` and save a message `text` showing it inline; the uploaded file."""
+    image = io.BytesIO()
+    Image.new("RGB", size, (200, 60, 20)).save(image, format="PNG")
+    photo = caller.upload(chat_id, name, image.getvalue(), mime_type="image/png").file
+    inline = pb.Attachment(file_id=photo.id, reference_type=pb.REFERENCE_TYPE_INLINE)
+    caller.save(chat_id, text, attachments=[inline])
+    return photo
 
 
 def quiet_settings(**changes: Any) -> Settings:

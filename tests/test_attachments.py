@@ -16,7 +16,7 @@ from pypdf import PdfReader
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
-from tests.conftest import Caller, rpc_error
+from tests.conftest import Caller, rpc_error, save_with_image
 from tests.test_export import export
 
 ATTACHMENT, RESULT = pb.REFERENCE_TYPE_ATTACHMENT, pb.REFERENCE_TYPE_RESULT
@@ -117,11 +117,7 @@ def test_bad_references_are_refused_naming_the_field(caller: Caller, other: Call
 
 
 def test_html_shows_referenced_images_as_their_thumbnails(caller: Caller, chat_id: str) -> None:
-    image = io.BytesIO()
-    Image.new("RGB", (400, 300), (20, 120, 200)).save(image, format="PNG")
-    photo = caller.upload(chat_id, "photo.png", image.getvalue(), mime_type="image/png").file
-    look = pb.Attachment(file_id=photo.id, reference_type=pb.REFERENCE_TYPE_INLINE)
-    caller.save(chat_id, "look", attachments=[look])
+    save_with_image(caller, chat_id, "photo.png", (400, 300), "look")
     _, html = export(caller, chat_id, pb.EXPORT_FORMAT_HTML)
     found = re.search(
         r'<li><img class="thumb" src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="photo.png">', html.decode()

@@ -8,11 +8,10 @@ import unicodedata
 from html.parser import HTMLParser
 
 import emoji
-from PIL import Image
 from pypdf import PdfReader
 
 from generated.timemachine.v1 import resources_pb2 as pb
-from tests.conftest import Caller
+from tests.conftest import Caller, save_with_image
 from tests.test_export import export
 
 SCRIPTS = [
@@ -151,11 +150,7 @@ def test_markdown_keeps_the_source_and_plurals_read_right(caller: Caller, chat_i
 
 
 def test_a_pdf_shows_a_referenced_image_as_its_thumbnail(caller: Caller, chat_id: str) -> None:
-    image = io.BytesIO()
-    Image.new("RGB", (640, 480), (200, 60, 20)).save(image, format="PNG")
-    photo = caller.upload(chat_id, "harbour.png", image.getvalue(), mime_type="image/png").file
-    inline = pb.Attachment(file_id=photo.id, reference_type=pb.REFERENCE_TYPE_INLINE)
-    caller.save(chat_id, "the harbour", attachments=[inline])
+    save_with_image(caller, chat_id, "harbour.png", (640, 480), "the harbour")
     _, data = export(caller, chat_id, pb.EXPORT_FORMAT_PDF)
     reader = PdfReader(io.BytesIO(data))
     pictures = [picture for page in reader.pages for picture in page.images]

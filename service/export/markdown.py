@@ -54,8 +54,12 @@ def _highlight_html(code: str, language: str, _attrs: Any) -> str:
 
 def _lexer(language: str) -> Any:
     name = language.strip().split()[0].lower() if language.strip() else ""
-    if not name:
-        return None
+    return _lexer_named(name) if name else None
+
+
+@cache
+def _lexer_named(name: str) -> Any:
+    """Pygments' lexer for a fence's language, found once per process (the lookup walks every plugin)."""
     try:
         return get_lexer_by_name(name, stripnl=False)
     except ClassNotFound:

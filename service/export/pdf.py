@@ -233,8 +233,10 @@ class PdfRenderer:
             self.pdf.set_text_color(*(rgb or (0, 0, 0)))
             start = self.pdf.get_x()
             last = index + 1 == len(runs)
-            measured = self._width(text, span) * size / 1000 / self.pdf.k
-            run_width = self.pdf.get_string_width(text) if shaped else measured  # shaping changes widths
+            if shaped:  # shaping changes widths
+                run_width = self.pdf.get_string_width(text)
+            else:
+                run_width = self._width(text, span) * size / 1000 / self.pdf.k
             cell_width = 0 if last else run_width + self.pdf.c_margin
             # No bold font is shipped: bold glyphs are stroked as well as filled,
             # in a saved graphics state (fpdf2 never sets the text mode back).
