@@ -83,7 +83,7 @@ def main() -> None:
             if "imports" in chosen:
                 results |= imports.measure(runtime, stub)
             if "watchers" in chosen:
-                results |= watchers.measure(app.port, stub)
+                results |= watchers.measure(app.port, stub, runtime)
             channel.close()
             app.stop(grace=2)
         keys = {}

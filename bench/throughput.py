@@ -36,7 +36,7 @@ ROUNDS = 5  # interleaved; each figure is the median of its rounds (single runs 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_of(pid: int) -> float:
+def cpu_of(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -53,16 +53,16 @@ def postgres_cpu(runtime: Runtime) -> float | None:
     # Ended backends' CPU moves to the postmaster's cutime/cstime: count those too.
     fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
     reaped = (int(fields[13]) + int(fields[14])) / TICKS
-    return _cpu_of(postmaster) + reaped + sum(_cpu_of(int(child)) for child in children)
+    return cpu_of(postmaster) + reaped + sum(cpu_of(int(child)) for child in children)
 
 
-def _server_cpu() -> float:
+def server_cpu() -> float:
     times = os.times()
     return times.user + times.system
 
 
 def _load(kind: str, target: str, tenant: str, runtime: Runtime) -> dict[str, Any]:
-    pg_before, server_before = postgres_cpu(runtime), _server_cpu()
+    pg_before, server_before = postgres_cpu(runtime), server_cpu()
     reply = subprocess.run(
         [sys.executable, "-m", "bench.load", kind, target, str(THREADS), str(SECONDS), tenant],
         capture_output=True,
@@ -70,7 +70,7 @@ def _load(kind: str, target: str, tenant: str, runtime: Runtime) -> dict[str, An
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    pg_after, server_after = postgres_cpu(runtime), _server_cpu()
+    pg_after, server_after = postgres_cpu(runtime), server_cpu()
     result: dict[str, Any] = json.loads(reply.stdout)
     result["server_cpu"] = server_after - server_before
     result["pg_cpu"] = None if pg_before is None or pg_after is None else pg_after - pg_before

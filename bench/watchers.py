@@ -3,7 +3,8 @@
 100 chats x 20 watchers, held by a client process of their own
 (bench/watch_load.py) over 20 connections, so this process's RSS is the
 server's. Then 200 writes/s spread over the chats for WRITE_SECONDS, from a
-third process (its threads would otherwise take this one's GIL):
+third process (its threads would otherwise take this one's GIL); ROUNDS rounds
+of saves without and with the watches open, interleaved, medians reported:
 - `watchers_per_replica`: watches open at once (goal at least 2,000);
 - `watch_event_p99_ms`: commit (the snapshot's time) to arrival, at every
   watcher, 99th percentile (goal at most 250);
@@ -26,15 +27,18 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+from bench.throughput import cpu_of, postgres_cpu, server_cpu
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
+from server.bootstrap import Runtime
 
 CHATS = 100
 PER_CHAT = 20
 CONNECTIONS = 20
 WRITES_PER_SECOND = 200
 WRITE_SECONDS = 10
+ROUNDS = 3
 
 
 def _rss_kib() -> int:
@@ -83,42 +87,77 @@ def _saves_elsewhere(port: int, md: Any, chats: list[str]) -> list[float]:
     return latencies
 
 
-def measure(port: int, stub: service_pb2_grpc.TimeMachineServiceStub) -> dict[str, Any]:
-    tenant = str(uuid.uuid4())
-    md = (("x-tenant-id", tenant), ("x-user-id", str(uuid.uuid4())))
-    chats = [str(uuid.uuid4()) for _ in range(CHATS)]
-    for chat in chats:
-        stub.SaveMessage(api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="first"), metadata=md)
-    without = _saves_elsewhere(port, md, chats)
-    heads = {chat: stub.GetChat(api.GetChatRequest(chat_id=chat, page_size=1), metadata=md).snapshot.version
-             for chat in chats}  # fmt: skip
-    before = _rss_kib()
+def _open_watchers(port: int, tenant: str, heads: dict[str, int]) -> tuple[subprocess.Popen[str], int]:
+    """The watch client process, once every watch it holds has heard its chat's head."""
     client = subprocess.Popen(
         [sys.executable, "-m", "bench.watch_load", f"127.0.0.1:{port}", tenant, json.dumps(heads), str(PER_CHAT),
          str(CONNECTIONS)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert client.stdout is not None
+    ready = client.stdout.readline().split()
+    assert ready and ready[0] == "READY", ready
+    return client, int(ready[1])
+
+
+def _close_watchers(client: subprocess.Popen[str]) -> dict[str, Any]:
+    assert client.stdout is not None and client.stdin is not None
     try:
-        assert client.stdout is not None and client.stdin is not None
-        ready = client.stdout.readline().split()
-        assert ready and ready[0] == "READY", ready
-        opened = int(ready[1])
-        time.sleep(1)  # let allocations settle
-        rss_per_watcher = (_rss_kib() - before) / opened
-        with_watchers = _saves_elsewhere(port, md, chats)
-        time.sleep(1)  # the last deliveries
         client.stdin.close()
-        report = json.loads(client.stdout.readline())
+        report: dict[str, Any] = json.loads(client.stdout.readline())
     finally:
         client.wait(timeout=60)
-    p50_without, p50_with = statistics.median(without), statistics.median(with_watchers)
+    return report
+
+
+def _heads(stub: service_pb2_grpc.TimeMachineServiceStub, md: Any, chats: list[str]) -> dict[str, int]:
+    return {chat: stub.GetChat(api.GetChatRequest(chat_id=chat, page_size=1), metadata=md).snapshot.version
+            for chat in chats}  # fmt: skip
+
+
+def measure(port: int, stub: service_pb2_grpc.TimeMachineServiceStub, runtime: Runtime) -> dict[str, Any]:
+    tenant = str(uuid.uuid4())
+    md = (("x-tenant-id", tenant), ("x-user-id", str(uuid.uuid4())))
+    chats = [str(uuid.uuid4()) for _ in range(CHATS)]
+    for chat in chats:
+        stub.SaveMessage(api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content="first"), metadata=md)
+    p50s: dict[str, list[float]] = {"without": [], "with": []}
+    cpu: dict[str, list[dict[str, float]]] = {"without": [], "with": []}
+    reports: list[dict[str, Any]] = []
+    rss_per_watcher: list[float] = []
+    for _ in range(ROUNDS):  # interleaved: single runs of this figure moved between 1.1 and 20
+        server, pg = server_cpu(), postgres_cpu(runtime) or 0.0
+        p50s["without"].append(statistics.median(_saves_elsewhere(port, md, chats)))
+        cpu["without"].append({"server": server_cpu() - server, "postgres": (postgres_cpu(runtime) or 0.0) - pg})
+        before = _rss_kib()
+        client, opened = _open_watchers(port, tenant, _heads(stub, md, chats))
+        try:
+            time.sleep(1)  # let allocations settle
+            rss_per_watcher.append((_rss_kib() - before) / opened)
+            server, pg, watch = server_cpu(), postgres_cpu(runtime) or 0.0, cpu_of(client.pid)
+            p50s["with"].append(statistics.median(_saves_elsewhere(port, md, chats)))
+            cpu["with"].append({"server": server_cpu() - server, "postgres": (postgres_cpu(runtime) or 0.0) - pg,
+                                "watch_client": cpu_of(client.pid) - watch})  # fmt: skip
+            time.sleep(1)  # the last deliveries
+        finally:
+            reports.append(_close_watchers(client))
+    p50_without, p50_with = statistics.median(p50s["without"]), statistics.median(p50s["with"])
+    ms = [round(x * 1000, 2) for x in p50s["with"]]
+
+    def cpu_seconds(phase: str, process: str) -> float:
+        return round(statistics.median(c[process] for c in cpu[phase]), 2)
+
     return {
         "watchers_per_replica": opened,
-        "watch_deliveries": report["deliveries"],
-        "watch_event_p50_ms": report["p50_ms"],
-        "watch_event_p99_ms": report["p99_ms"],
+        "watch_deliveries": statistics.median(r["deliveries"] for r in reports),
+        "watch_event_p50_ms": statistics.median(r["p50_ms"] for r in reports),
+        "watch_event_p99_ms": statistics.median(r["p99_ms"] for r in reports),
         "save_p50_ms_without_watchers": round(p50_without * 1000, 2),
         "save_p50_ms_with_watchers": round(p50_with * 1000, 2),
+        "save_p50_ms_with_watchers_rounds": ms,
         "save_p50_ratio_with_watchers": round(p50_with / p50_without, 2),
-        "server_rss_kib_per_watcher": round(rss_per_watcher, 1),
+        "server_rss_kib_per_watcher": round(statistics.median(rss_per_watcher), 1),
+        "watch_cpu_seconds": {
+            phase: {p: cpu_seconds(phase, p) for p in cpu[phase][0]} for phase in ("without", "with")
+        },
     }

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
@@ -130,6 +130,23 @@ def _active(context: Any) -> bool:
     """Whether the caller is still there (a threaded context knows; an asyncio one is done once it left)."""
     is_active = getattr(context, "is_active", None)
     return bool(is_active()) if is_active is not None else not context.done()
+
+
+class _CountedWrites:
+    """An asyncio servicer context whose writes are counted as messages sent."""
+
+    __slots__ = ("_context", "_sent")
+
+    def __init__(self, context: Any, sent: Any) -> None:
+        self._context = context
+        self._sent = sent
+
+    async def write(self, message: Any) -> None:
+        await self._context.write(message)
+        self._sent.inc()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
 
 
 def _grpc_type(handler: Any) -> str:
@@ -250,21 +267,21 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
-        if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
-            inner_async = handler.unary_stream
+        if handler.unary_stream and inspect.iscoroutinefunction(handler.unary_stream):
+            inner_writer = handler.unary_stream
 
-            async def unary_stream_async(request: Any, context: Any) -> AsyncIterator[Any]:
+            async def unary_stream_writer(request: Any, context: Any) -> None:
+                # A handler that writes its answers (WatchChat): no generator of ours between
+                # it and grpc, one less suspension per message on the event loop.
                 received.inc()
                 with call(context, request) as outcome:
                     if outcome.status is None:
-                        async for response in inner_async(request, context):
-                            sent.inc()
-                            yield response
+                        await inner_writer(request, _CountedWrites(context, sent))
                 if outcome.status is not None:
                     await context.abort(outcome.status.code, outcome.status.details, outcome.status.trailing_metadata)
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream_async, handler.request_deserializer, handler.response_serializer
+                unary_stream_writer, handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_stream:
             inner_us = handler.unary_stream

@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -70,19 +71,44 @@ def snapshot_of(body: str) -> Snapshot | None:
 
 
 class Follower:
-    """One watcher's place in a channel: the snapshots pushed to it, up to BUFFER."""
+    """One watcher's place in a channel: the snapshots pushed to it, up to `buffer`.
+
+    A deque and one waiting future rather than an asyncio.Queue: a push is
+    made for every watcher of a chat on every commit, and the queue keeps
+    bookkeeping none of this needs (unfinished tasks, getter and putter lists).
+    """
+
+    __slots__ = ("_waiter", "buffer", "key", "overflowed", "rows")
 
     def __init__(self, key: str, buffer: int) -> None:
         self.key = key
-        self.queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=buffer)
+        self.buffer = buffer
+        self.rows: deque[Snapshot] = deque()
         self.overflowed = False
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, row: Snapshot) -> None:
-        if not self.overflowed:
+        if self.overflowed:
+            return
+        if len(self.rows) >= self.buffer:
+            self.overflowed = True  # its watch ends at its next read; the others go on
+        else:
+            self.rows.append(row)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next(self) -> Snapshot | None:
+        """The next snapshot pushed, waiting for one; None once the buffer overflowed."""
+        while not self.rows:
+            if self.overflowed:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
             try:
-                self.queue.put_nowait(row)
-            except asyncio.QueueFull:
-                self.overflowed = True  # its watch ends at its next read; the others go on
+                await self._waiter
+            finally:
+                self._waiter = None
+        return None if self.overflowed else self.rows.popleft()
 
 
 @dataclass
@@ -251,15 +277,15 @@ class Watcher:
                     if len(rows) < PAGE:
                         break
                 while True:  # then live
-                    if follower.overflowed:
+                    pushed = await follower.next()
+                    if pushed is None:
                         raise ResourceExhausted(
                             f"this watch fell {self.events.buffer} snapshots behind its reader; "
                             f"resume with after_version={last}"
                         )
-                    row = await follower.queue.get()
-                    if row.version > last:
-                        yield row
-                        last = row.version
+                    if pushed.version > last:
+                        yield pushed
+                        last = pushed.version
             finally:
                 self.events.unfollow(follower)
         finally:
