@@ -1,9 +1,11 @@
 """New snapshots, as they commit, for WatchChat: thousands of watchers a replica, a small fixed cost each.
 
-Each write's transaction issues pg_notify (delivered only on commit). One
-listener connection per replica hears every chat's notifications (in a
-thread: psycopg's notifies() blocks) and hands the keys of followed chats to
-the event loop. There each followed chat has one channel. A notification
+Each write to a watched chat issues pg_notify (delivered only on commit):
+a replica that follows a chat holds a lease on its notifications, taken
+when a watch joins and renewed at every resync (migrations/018), so the
+writes of chats no one watches pay no NOTIFY. One listener connection per
+replica hears every chat's notifications (in a thread: psycopg's notifies()
+blocks) and hands the keys of followed chats to the event loop. There each followed chat has one channel. A notification
 carries the new snapshot (service/sql/history.sql), which the channel puts
 in every watcher's bounded queue without a query; when it cannot (a gap, a
 row too long for a notification) the channel reads the chat's new snapshots
@@ -33,7 +35,7 @@ from uuid import UUID
 
 import psycopg
 
-from service.database import Database
+from service.database import Database, Transaction
 from service.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from service.models import Identity, Snapshot
 from service.slots import Slots
@@ -124,10 +126,18 @@ class _Channel:
 class ChatEvents:
     """The replica's listener and its channels; the channels live on `loop`."""
 
-    def __init__(self, db: Database, loop: asyncio.AbstractEventLoop, buffer: int = BUFFER) -> None:
+    def __init__(
+        self,
+        db: Database,
+        loop: asyncio.AbstractEventLoop,
+        buffer: int = BUFFER,
+        resync_seconds: float = RESYNC_SECONDS,
+    ) -> None:
         self.db = db
         self.loop = loop
         self.buffer = buffer
+        self.resync_seconds = resync_seconds
+        self.lease_seconds = 4 * resync_seconds  # renewed once half of it is left: three tries before it lapses
         self._channels: dict[str, _Channel] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="chat-events", daemon=True)
@@ -213,9 +223,23 @@ class ChatEvents:
             self._changed(key)
 
     async def _resync_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(RESYNC_SECONDS)
+            await asyncio.sleep(self.resync_seconds)
+            chats: dict[UUID, list[UUID]] = {}
+            for channel in self._channels.values():
+                chats.setdefault(channel.tenant_id, []).append(channel.chat_id)
+            try:
+                await loop.run_in_executor(None, self._renew, chats)
+            except Exception as exc:  # a lapse delays events to the next resync; none is lost
+                log.warning("chat event leases could not be renewed: %s", type(exc).__name__)
             self._resync_all()
+
+    def _renew(self, chats: dict[UUID, list[UUID]]) -> None:
+        """Renew the leases of the followed chats: one statement per tenant."""
+        for tenant_id, chat_ids in chats.items():
+            with self.db.transaction(tenant_id) as tx:
+                lease(tx, tenant_id, chat_ids, self.lease_seconds)
 
     async def _refresh(self, key: str, channel: _Channel) -> None:
         """Read the chat's new snapshots once and push them to every follower; again while commits come."""
@@ -292,8 +316,21 @@ class Watcher:
             self.slots.give_back()
 
     def _head_version(self, identity: Identity, chat: UUID) -> int:
+        """The chat's head, read after its lease is taken: a write after this read notifies."""
         with self.db.transaction(identity.tenant_id) as tx:
+            lease(tx, identity.tenant_id, [chat], self.events.lease_seconds)
             return require_chat(tx, identity, chat).head_version
+
+
+def lease(tx: Transaction, tenant_id: UUID, chat_ids: list[UUID], seconds: float) -> None:
+    """Writes to these chats notify for `seconds` from now (migrations/018).
+
+    Either the lease held already, and every write since notifies, or this
+    statement took the chat's row lock, after any write holding it: a write
+    that did not notify is then below the head the caller reads next in the
+    same transaction.
+    """
+    tx.execute("lease_chat_events", {"tenant_id": tenant_id, "chat_ids": chat_ids, "lease_seconds": float(seconds)})
 
 
 def snapshots_after(db: Database, tenant_id: UUID, chat_id: UUID, after: int, limit: int) -> list[Snapshot]:

@@ -12,7 +12,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -201,9 +201,11 @@ def quiet_settings(**changes: Any) -> Settings:
 
 
 @contextmanager
-def serving(stack: Stack, **settings: Any) -> Iterator[Served]:
-    """A second server over the session's stores, with some settings changed."""
+def serving(stack: Stack, prepare: Callable[[App], None] | None = None, **settings: Any) -> Iterator[Served]:
+    """A second server over the session's stores, with some settings changed (and `prepare`d before it starts)."""
     app = App(quiet_settings(**settings), stack.stores)
+    if prepare is not None:
+        prepare(app)
     app.start()
     address = f"127.0.0.1:{app.port}"
     channel = grpc.insecure_channel(address)

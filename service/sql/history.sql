@@ -53,24 +53,25 @@ WITH snapshot AS (
         message_count = s.message_count, file_count = s.file_count, total_tokens = s.total_tokens,
         state_sum = s.checksum, next_position = %(next_position)s,
         last_user_id = coalesce(s.user_id, c.last_user_id)
-    FROM snapshot s, LATERAL (SELECT row_to_json(s)::text) e(j)
+    FROM snapshot s
     WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
+    -- Only a chat a replica watches is notified (its lease: migrations/018).
     -- "tenant/chat {snapshot}": watchers get the row without a query; a row
     -- too long for a notification (8,000 bytes) leaves the key only, and
     -- the listener reads the chat instead (service/events.py).
-    RETURNING pg_notify('tm_chat_events',
-        concat(c.tenant_id, '/', c.chat_id, CASE WHEN octet_length(e.j) < 7000 THEN ' ' || e.j END))
+    RETURNING CASE WHEN c.watched_until > now() THEN pg_notify('tm_chat_events', concat(c.tenant_id, '/', c.chat_id,
+        (SELECT ' ' || j FROM (SELECT row_to_json(s)::text) e(j) WHERE octet_length(j) < 7000))) END
 ), staged AS (
     -- A version that copies another (a restore) takes its content and
     -- metadata here, by the source's full key: LIMIT 1 keeps it a lookup per
     -- row, which no plan turns into a scan.
     SELECT s.id, s.message_id, s.version, s.position, s.role, s.model_id, s.tokens, s.is_deleted,
-           s.edit_reason, s.original_created_at, s.element_hash, s.copy_of, s.superseded,
-           coalesce(s.content, c.content) AS content, coalesce(s.metadata, c.metadata) AS metadata
+        s.edit_reason, s.original_created_at, s.element_hash, s.copy_of, s.superseded,
+        coalesce(s.content, c.content) AS content, coalesce(s.metadata, c.metadata) AS metadata
     FROM jsonb_to_recordset(%(staged)s::jsonb)
         AS s (id uuid, message_id uuid, version bigint, position bigint, role text, content text,
-              model_id text, metadata jsonb, tokens bigint, is_deleted boolean, edit_reason text,
-              original_created_at timestamptz, element_hash text, copy_of uuid, superseded uuid)
+        model_id text, metadata jsonb, tokens bigint, is_deleted boolean, edit_reason text,
+        original_created_at timestamptz, element_hash text, copy_of uuid, superseded uuid)
     LEFT JOIN LATERAL (
     SELECT v.content, v.metadata FROM tm_message_versions v
     WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s AND v.id = s.copy_of
@@ -82,15 +83,15 @@ WITH snapshot AS (
         position, role, content, model_id, metadata, tokens, is_deleted,
         edit_reason, edited_by, created_at, original_created_at)
     SELECT m.id, %(tenant_id)s, %(chat_id)s, m.message_id, s.id, s.version, m.version,
-           m.position, m.role, m.content, m.model_id, m.metadata, m.tokens, m.is_deleted, m.edit_reason,
-           %(user_id)s, s.created_at, coalesce(m.original_created_at, s.created_at)
+        m.position, m.role, m.content, m.model_id, m.metadata, m.tokens, m.is_deleted, m.edit_reason,
+        %(user_id)s, s.created_at, coalesce(m.original_created_at, s.created_at)
     FROM staged m, snapshot s
 ), document AS (
     -- A copy's words are its source's: taken, not parsed again (migrations/012).
     INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
     SELECT %(tenant_id)s, %(chat_id)s, 'message', m.id,
-           CASE WHEN m.copy_of IS NULL THEN tm_message_document(m.content)
-                ELSE tm_copied_document(m.copy_of, m.content) END
+        CASE WHEN m.copy_of IS NULL THEN tm_message_document(m.content)
+            ELSE tm_copied_document(m.copy_of, m.content) END
     FROM staged m WHERE NOT m.is_deleted
 ), retired AS (
     UPDATE tm_search_documents SET is_current = false
@@ -101,7 +102,7 @@ WITH snapshot AS (
         tenant_id, chat_id, message_id, position, current_version_id, version,
         is_deleted, tokens, element_hash, original_created_at)
     SELECT %(tenant_id)s, %(chat_id)s, m.message_id, m.position, m.id, m.version, m.is_deleted, m.tokens,
-           m.element_hash, coalesce(m.original_created_at, s.created_at)
+        m.element_hash, coalesce(m.original_created_at, s.created_at)
     FROM staged m, snapshot s
     ON CONFLICT (tenant_id, chat_id, message_id) DO UPDATE
     SET current_version_id = excluded.current_version_id, version = excluded.version,
@@ -109,6 +110,14 @@ WITH snapshot AS (
         element_hash = excluded.element_hash
 )
 SELECT snapshot.* FROM snapshot WHERE (SELECT count(*) FROM chat) = 1
+
+-- name: lease_chat_events
+-- Writes to the chat notify for `lease_seconds` from now (migrations/018):
+-- renewed only once less than half of it is left, so that the thousand
+-- watchers of a busy chat do not each write its row.
+UPDATE tm_chats SET watched_until = now() + make_interval(secs => %(lease_seconds)s)
+WHERE tenant_id = %(tenant_id)s AND chat_id = ANY(%(chat_ids)s)
+  AND (watched_until IS NULL OR watched_until < now() + make_interval(secs => %(lease_seconds)s / 2))
 
 -- name: get_message_head
 SELECT message_id, position, current_version_id, version, is_deleted, tokens,
