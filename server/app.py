@@ -249,10 +249,18 @@ class AsyncInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, inner: ServiceInterceptor, pool: futures.Executor) -> None:
         self.inner = inner
         self.pool = pool
+        # grpc.aio asks for every call: a method's wrapped handler is built once (it keeps
+        # no call's state). Only methods the server has are kept, whatever names callers send.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = await continuation(details)
-        return bridge(self.inner.intercept_service(lambda _: handler, details), self.pool)
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            handler = await continuation(details)
+            wrapped = bridge(self.inner.intercept_service(lambda _: handler, details), self.pool)
+            if wrapped is not None:
+                self._wrapped[details.method] = wrapped
+        return wrapped
 
 
 class App:
