@@ -294,6 +294,8 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
             "position": version[2],
             "version": version[3],
         },
+        "attachments_of": {"tenant_id": tenant, "chat_id": chat, "ids": [version[0]]},
+        "chat_attachments": {"tenant_id": tenant, "chat_id": chat},  # an export's, chat-wide by its key
         "search_messages": search,
         "search_files": search,
         "object_references": {  # the sweeper, a page of listed objects at a time
