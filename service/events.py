@@ -5,12 +5,13 @@ a replica that follows a chat holds a lease on its notifications, taken
 when a watch joins and renewed at every resync (migrations/018), so the
 writes of chats no one watches pay no NOTIFY. One listener connection per
 replica hears every chat's notifications (in a thread: psycopg's notifies()
-blocks) and hands the keys of followed chats to the event loop. There each followed chat has one channel. A notification
-carries the new snapshot (service/sql/history.sql), which the channel puts
-in every watcher's bounded queue without a query; when it cannot (a gap, a
-row too long for a notification) the channel reads the chat's new snapshots
-once, however many watch it. A watcher costs a queue and a suspended
-coroutine: no thread, no connection, no query of its own per event.
+blocks) and hands the keys of followed chats to the event loop. There each
+followed chat has one channel. A notification carries the new snapshot
+(service/sql/history.sql), which the channel puts in every watcher's bounded
+queue without a query; when it cannot (a gap, a row too long for a
+notification) the channel reads the chat's new snapshots once, however many
+watch it. A watcher costs a queue and a suspended coroutine: no thread, no
+connection, no query of its own per event.
 
 Joining, or resuming with after_version, reads the missed history in pages,
 then follows the channel; each version is delivered once and in order (one
@@ -137,7 +138,9 @@ class ChatEvents:
         self.loop = loop
         self.buffer = buffer
         self.resync_seconds = resync_seconds
-        self.lease_seconds = 4 * resync_seconds  # renewed once half of it is left: three tries before it lapses
+        # Each resync renews the leases (they have less than lease - resync left by then): three
+        # tries before one lapses. A watch that joins renews only a lease a resync has not.
+        self.lease_seconds = 4 * resync_seconds
         self._channels: dict[str, _Channel] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="chat-events", daemon=True)
@@ -239,7 +242,7 @@ class ChatEvents:
         """Renew the leases of the followed chats: one statement per tenant."""
         for tenant_id, chat_ids in chats.items():
             with self.db.transaction(tenant_id) as tx:
-                lease(tx, tenant_id, chat_ids, self.lease_seconds)
+                lease(tx, tenant_id, chat_ids, self.lease_seconds, self.lease_seconds - self.resync_seconds)
 
     async def _refresh(self, key: str, channel: _Channel) -> None:
         """Read the chat's new snapshots once and push them to every follower; again while commits come."""
@@ -318,19 +321,22 @@ class Watcher:
     def _head_version(self, identity: Identity, chat: UUID) -> int:
         """The chat's head, read after its lease is taken: a write after this read notifies."""
         with self.db.transaction(identity.tenant_id) as tx:
-            lease(tx, identity.tenant_id, [chat], self.events.lease_seconds)
+            events = self.events
+            lease(tx, identity.tenant_id, [chat], events.lease_seconds, events.lease_seconds - events.resync_seconds)
             return require_chat(tx, identity, chat).head_version
 
 
-def lease(tx: Transaction, tenant_id: UUID, chat_ids: list[UUID], seconds: float) -> None:
-    """Writes to these chats notify for `seconds` from now (migrations/018).
+def lease(tx: Transaction, tenant_id: UUID, chat_ids: list[UUID], seconds: float, renew_below: float) -> None:
+    """Writes to these chats notify for `seconds` from now (migrations/018), unless at least
+    `renew_below` seconds of their lease are left.
 
     Either the lease held already, and every write since notifies, or this
     statement took the chat's row lock, after any write holding it: a write
     that did not notify is then below the head the caller reads next in the
     same transaction.
     """
-    tx.execute("lease_chat_events", {"tenant_id": tenant_id, "chat_ids": chat_ids, "lease_seconds": float(seconds)})
+    params = {"tenant_id": tenant_id, "chat_ids": chat_ids, "lease_seconds": float(seconds)}
+    tx.execute("lease_chat_events", params | {"renew_below": float(renew_below)})
 
 
 def snapshots_after(db: Database, tenant_id: UUID, chat_id: UUID, after: int, limit: int) -> list[Snapshot]:

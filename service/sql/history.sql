@@ -113,11 +113,11 @@ SELECT snapshot.* FROM snapshot WHERE (SELECT count(*) FROM chat) = 1
 
 -- name: lease_chat_events
 -- Writes to the chat notify for `lease_seconds` from now (migrations/018):
--- renewed only once less than half of it is left, so that the thousand
--- watchers of a busy chat do not each write its row.
+-- renewed only once less than `renew_below` seconds of it are left, so that
+-- the thousand watchers of a busy chat do not each write its row.
 UPDATE tm_chats SET watched_until = now() + make_interval(secs => %(lease_seconds)s)
 WHERE tenant_id = %(tenant_id)s AND chat_id = ANY(%(chat_ids)s)
-  AND (watched_until IS NULL OR watched_until < now() + make_interval(secs => %(lease_seconds)s / 2))
+  AND (watched_until IS NULL OR watched_until < now() + make_interval(secs => %(renew_below)s))
 
 -- name: get_message_head
 SELECT message_id, position, current_version_id, version, is_deleted, tokens,
