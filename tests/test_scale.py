@@ -296,6 +296,7 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
         },
         "attachments_of": {"tenant_id": tenant, "chat_id": chat, "ids": [version[0]]},
         "chat_attachments": {"tenant_id": tenant, "chat_id": chat},  # an export's, chat-wide by its key
+        "chat_objects_to_erase": {"tenant_id": tenant, "chat_id": chat},  # EraseChat's
         "search_messages": search,
         "search_files": search,
         "object_references": {  # the sweeper, a page of listed objects at a time

@@ -8,11 +8,11 @@ FOR UPDATE
 
 -- name: chat_objects_to_erase
 -- The chat's object versions in the vault: file bytes, thumbnails, export bundles.
-SELECT s3_key AS key, s3_version_id AS version, size_bytes FROM tm_files
-WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s
-UNION
-SELECT thumbnail_s3_key, thumbnail_version_id, 0 FROM tm_files
-WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND thumbnail_s3_key IS NOT NULL
+-- Each file row gives its bytes and its thumbnail: the chat's files are read once.
+SELECT o.key, o.version, o.size_bytes FROM tm_files f
+CROSS JOIN LATERAL (VALUES (f.s3_key, f.s3_version_id, f.size_bytes),
+                           (f.thumbnail_s3_key, f.thumbnail_version_id, 0)) AS o (key, version, size_bytes)
+WHERE f.tenant_id = %(tenant_id)s AND f.chat_id = %(chat_id)s AND o.key IS NOT NULL
 UNION
 SELECT s3_key, s3_version_id, size_bytes FROM tm_export_bundles
 WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND s3_key IS NOT NULL AND s3_version_id IS NOT NULL
