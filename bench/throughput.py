@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 
 from bench.load import ECHO
+from bench.quiet import quiesce
 from server.bootstrap import Runtime
 
 THREADS = 8
@@ -88,6 +89,7 @@ def _echo_server() -> tuple[grpc.Server, str]:
 
 
 def measure(runtime: Runtime, address: str) -> dict[str, Any]:
+    quiesced = quiesce(runtime)
     tenant = str(uuid.uuid4())
     echo_server, echo_address = _echo_server()
     kinds = {"save": address, "raw": runtime.database_url, "lean": runtime.database_url, "echo": echo_address}
@@ -104,6 +106,7 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     rate = {kind: median(lambda r: r["calls"] / r["seconds"], kind) for kind in kinds}
     results: dict[str, Any] = {
         "throughput_threads": THREADS,
+        "throughput_quiesce_seconds": quiesced,
         "save_message_per_s": round(rate["save"]),
         "raw_psycopg_writes_per_s": round(rate["raw"]),
         "lean_writes_per_s": round(rate["lean"]),

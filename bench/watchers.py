@@ -27,8 +27,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
+from bench.quiet import quiesce
 from bench.throughput import cpu_of, postgres_cpu, server_cpu
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
@@ -117,23 +116,8 @@ def _heads(stub: service_pb2_grpc.TimeMachineServiceStub, md: Any, chats: list[s
             for chat in chats}  # fmt: skip
 
 
-def _quiesce(runtime: Runtime, limit: float = 120.0) -> float:
-    """Wait until no autovacuum worker runs (the sections before leave large tables to vacuum), then
-    checkpoint: a vacuum taking a core in the first round put its save p50 at 8.5 ms against 3.2 in
-    the last. The seconds waited."""
-    began = time.monotonic()
-    with psycopg.connect(runtime.database_url, autocommit=True) as conn:
-        while time.monotonic() - began < limit:
-            row = conn.execute("select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'")
-            if row.fetchone() == (0,):
-                break
-            time.sleep(1)
-        conn.execute("checkpoint")
-    return round(time.monotonic() - began, 1)
-
-
 def measure(port: int, stub: service_pb2_grpc.TimeMachineServiceStub, runtime: Runtime) -> dict[str, Any]:
-    quiesced = _quiesce(runtime)
+    quiesced = quiesce(runtime)
     tenant = str(uuid.uuid4())
     md = (("x-tenant-id", tenant), ("x-user-id", str(uuid.uuid4())))
     chats = [str(uuid.uuid4()) for _ in range(CHATS)]
