@@ -49,6 +49,9 @@ PAGE = 100
 RESYNC_SECONDS = 30.0
 RETRY_SECONDS = 1.0
 BUFFER = 256  # snapshots a watcher may fall behind its chat before it is ended
+# Watchers woken per turn of the event loop: a chat's fan-out yields between batches, so a short
+# call's next step waits behind a batch, not behind every watcher of the chat.
+FAN_OUT_BATCH = 16
 
 
 def channel_key(tenant_id: UUID, chat_id: UUID) -> str:
@@ -122,6 +125,7 @@ class _Channel:
     followers: set[Follower] = field(default_factory=set)
     refreshing: bool = False
     again: bool = False  # a notification came while a refresh ran
+    outbox: deque[Snapshot] = field(default_factory=deque)  # pushed in version order, a batch a turn
 
 
 class ChatEvents:
@@ -211,15 +215,33 @@ class ChatEvents:
         if channel is None:
             return
         if row is not None and not channel.refreshing and row.version == channel.last + 1:
-            for follower in list(channel.followers):
-                follower.offer(row)
-            channel.last = row.version
+            self._push(channel, row)
             return
         if channel.refreshing:
             channel.again = True
             return
         channel.refreshing = True
         asyncio.get_running_loop().create_task(self._refresh(key, channel))
+
+    def _push(self, channel: _Channel, row: Snapshot) -> None:
+        """`row` to every follower, after the rows pushed before it (each follower sees versions in order)."""
+        channel.last = row.version
+        channel.outbox.append(row)
+        if len(channel.outbox) == 1:  # nothing in flight: start now
+            self._fan_out(channel, list(channel.followers), 0)
+
+    def _fan_out(self, channel: _Channel, followers: list[Follower], start: int) -> None:
+        """The outbox's first row to followers[start:start + FAN_OUT_BATCH]; the rest on later turns."""
+        row = channel.outbox[0]
+        end = start + FAN_OUT_BATCH
+        for follower in followers[start:end]:
+            follower.offer(row)
+        if end < len(followers):
+            self.loop.call_soon(self._fan_out, channel, followers, end)
+            return
+        channel.outbox.popleft()
+        if channel.outbox:  # the next row, to the followers there are now
+            self.loop.call_soon(self._fan_out, channel, list(channel.followers), 0)
 
     def _resync_all(self) -> None:
         for key in list(self._channels):
@@ -260,9 +282,7 @@ class ChatEvents:
                     channel.again = True
                     rows = []
                 for row in rows:
-                    for follower in list(channel.followers):
-                        follower.offer(row)
-                    channel.last = row.version
+                    self._push(channel, row)
                 if not channel.again or self._channels.get(key) is not channel:
                     return
         finally:
