@@ -84,13 +84,19 @@ def _load(kind: str, target: str, tenant: str, runtime: Runtime) -> dict[str, An
     return result
 
 
+def _echo_service(echo: grpc.RpcMethodHandler) -> grpc.GenericRpcHandler:
+    assert ECHO == "/bench.Echo/Echo"
+    return grpc.method_handlers_generic_handler("bench.Echo", {"Echo": echo})
+
+
+_ECHO = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+
+
 def _echo_server() -> tuple[grpc.Server, str]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
-    echo = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Echo": echo}),))
+    server.add_generic_rpc_handlers((_echo_service(_ECHO),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    assert ECHO == "/bench.Echo/Echo"
     return server, f"127.0.0.1:{port}"
 
 
@@ -108,9 +114,8 @@ class _BridgedEcho:
         self.address = f"127.0.0.1:{port}"
 
     async def _start(self) -> tuple[Any, int]:
-        echo = bridge(grpc.unary_unary_rpc_method_handler(lambda request, context: request), self.pool)
         server = grpc.aio.server(migration_thread_pool=self.pool)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Echo": echo}),))
+        server.add_generic_rpc_handlers((_echo_service(bridge(_ECHO, self.pool)),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         return server, port

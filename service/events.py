@@ -141,10 +141,10 @@ class ChatEvents:
         self.db = db
         self.loop = loop
         self.buffer = buffer
-        self.resync_seconds = resync_seconds
+        self.resync_seconds = float(resync_seconds)
         # Each resync renews the leases (they have less than lease - resync left by then): three
         # tries before one lapses. A watch that joins renews only a lease a resync has not.
-        self.lease_seconds = 4 * resync_seconds
+        self.lease_seconds = 4 * self.resync_seconds
         self._channels: dict[str, _Channel] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="chat-events", daemon=True)
@@ -254,17 +254,30 @@ class ChatEvents:
             chats: dict[UUID, list[UUID]] = {}
             for channel in self._channels.values():
                 chats.setdefault(channel.tenant_id, []).append(channel.chat_id)
-            try:
-                await loop.run_in_executor(None, self._renew, chats)
-            except Exception as exc:  # a lapse delays events to the next resync; none is lost
-                log.warning("chat event leases could not be renewed: %s", type(exc).__name__)
+            if chats:
+                try:
+                    await loop.run_in_executor(None, self._renew, chats)
+                except Exception as exc:  # a lapse delays events to the next resync; none is lost
+                    log.warning("chat event leases could not be renewed: %s", type(exc).__name__)
             self._resync_all()
 
     def _renew(self, chats: dict[UUID, list[UUID]]) -> None:
         """Renew the leases of the followed chats: one statement per tenant."""
         for tenant_id, chat_ids in chats.items():
             with self.db.transaction(tenant_id) as tx:
-                lease(tx, tenant_id, chat_ids, self.lease_seconds, self.lease_seconds - self.resync_seconds)
+                self.lease(tx, tenant_id, chat_ids)
+
+    def lease(self, tx: Transaction, tenant_id: UUID, chat_ids: list[UUID]) -> None:
+        """Writes to these chats notify for lease_seconds from now (migrations/018); a lease with more
+        than lease - resync left (one a resync or another watch renewed since) is left as it is.
+
+        Either the lease held already, and every write since notifies, or this
+        statement took the chat's row lock, after any write holding it: a write
+        that did not notify is then below the head the caller reads next in the
+        same transaction.
+        """
+        params = {"tenant_id": tenant_id, "chat_ids": chat_ids, "lease_seconds": self.lease_seconds}
+        tx.execute("lease_chat_events", params | {"renew_below": self.lease_seconds - self.resync_seconds})
 
     async def _refresh(self, key: str, channel: _Channel) -> None:
         """Read the chat's new snapshots once and push them to every follower; again while commits come."""
@@ -341,22 +354,8 @@ class Watcher:
     def _head_version(self, identity: Identity, chat: UUID) -> int:
         """The chat's head, read after its lease is taken: a write after this read notifies."""
         with self.db.transaction(identity.tenant_id) as tx:
-            events = self.events
-            lease(tx, identity.tenant_id, [chat], events.lease_seconds, events.lease_seconds - events.resync_seconds)
+            self.events.lease(tx, identity.tenant_id, [chat])
             return require_chat(tx, identity, chat).head_version
-
-
-def lease(tx: Transaction, tenant_id: UUID, chat_ids: list[UUID], seconds: float, renew_below: float) -> None:
-    """Writes to these chats notify for `seconds` from now (migrations/018), unless at least
-    `renew_below` seconds of their lease are left.
-
-    Either the lease held already, and every write since notifies, or this
-    statement took the chat's row lock, after any write holding it: a write
-    that did not notify is then below the head the caller reads next in the
-    same transaction.
-    """
-    params = {"tenant_id": tenant_id, "chat_ids": chat_ids, "lease_seconds": float(seconds)}
-    tx.execute("lease_chat_events", params | {"renew_below": float(renew_below)})
 
 
 def snapshots_after(db: Database, tenant_id: UUID, chat_id: UUID, after: int, limit: int) -> list[Snapshot]:

@@ -312,3 +312,28 @@ def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: 
         # (PostgreSQL sizes a table by its pages now, so it switches to the index as the table grows).
         scans = [line for line in plan if "Seq Scan" in line and "tm_export_bundles" not in line]
         assert not scans, f"{name}:\n" + "\n".join(plan)
+
+
+@pytest.mark.parametrize("scene_name", ["busy", "fresh"])
+def test_a_watch_lease_finds_each_chat_by_its_key_in_a_tenant_of_many_chats(
+    scene_name: str, request: pytest.FixtureRequest
+) -> None:
+    """A tenant's chats were written at different times: with `chat_id = ANY(...)` an unanalyzed
+    planner walked the tenant's chat-list index (tm_chats_recent) for the watched chats."""
+    scene: Scene = request.getfixturevalue(scene_name)
+    tenant = uuid.uuid4()
+    load_small_chats(scene.database_url, tenant, chats=500, messages=1, seed=tenant.hex)
+    with psycopg.connect(scene.database_url) as conn, conn.transaction():
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (str(tenant),))
+        conn.execute(
+            "update tm_chats set head_time = now() - random() * interval '30 days' where tenant_id = %s", (tenant,)
+        )
+        chats = [row[0] for row in conn.execute("select chat_id from tm_chats where tenant_id = %s limit 3", (tenant,))]
+    with psycopg.connect(scene.database_url) as conn:
+        conn.execute(f"set role {APP_ROLE}")
+        conn.execute("select set_config('app.current_tenant_id', %s, false)", (str(tenant),))
+        params = {"tenant_id": tenant, "chat_ids": chats, "lease_seconds": 120.0, "renew_below": 90.0}
+        plan = [row[0] for row in conn.execute("explain (analyze, costs off) " + query("lease_chat_events"), params)]
+        conn.rollback()
+    scans = [line for line in plan if "Scan" in line and "tm_chats" in line]
+    assert scans and all("tm_chats_pkey" in line for line in scans), "\n".join(plan)

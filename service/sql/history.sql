@@ -115,9 +115,12 @@ SELECT snapshot.* FROM snapshot WHERE (SELECT count(*) FROM chat) = 1
 -- Writes to the chat notify for `lease_seconds` from now (migrations/018):
 -- renewed only once less than `renew_below` seconds of it are left, so that
 -- the thousand watchers of a busy chat do not each write its row.
-UPDATE tm_chats SET watched_until = now() + make_interval(secs => %(lease_seconds)s)
-WHERE tenant_id = %(tenant_id)s AND chat_id = ANY(%(chat_ids)s)
-  AND (watched_until IS NULL OR watched_until < now() + make_interval(secs => %(renew_below)s))
+-- Each chat is found by its whole key (a join, not = ANY): = ANY let an
+-- unanalyzed planner scan the tenant's chat list index instead.
+UPDATE tm_chats c SET watched_until = now() + make_interval(secs => %(lease_seconds)s)
+FROM unnest(%(chat_ids)s::uuid[]) AS w (chat_id)
+WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = w.chat_id
+  AND (c.watched_until IS NULL OR c.watched_until < now() + make_interval(secs => %(renew_below)s))
 
 -- name: get_message_head
 SELECT message_id, position, current_version_id, version, is_deleted, tokens,
