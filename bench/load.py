@@ -22,13 +22,12 @@ from typing import Any
 
 import grpc
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
-from service.database import APP_ROLE, begin_statement
+from service.database import APP_ROLE, begin_statement, tenant_setting
 from service.queries import query
 
 CONTENT = "The quick brown fox jumps over the lazy dog. " * 6  # ~270 bytes, as bench/writes.py
@@ -61,67 +60,49 @@ def echoer(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
 
 
 def raw(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
-    """SaveMessage's statements with the smallest Python around them: the same SQL on the same tables."""
+    """SaveMessage's statements with the smallest Python around them: the same SQL on the same tables.
+
+    An ordinary save is one round trip (Database.at_once): the tenant and the
+    save_message statement in one pipeline, one implicit transaction.
+    """
     tenant_id = uuid.UUID(tenant)
 
     def per_thread() -> Callable[[], None]:
-        conn = psycopg.connect(target, row_factory=dict_row, autocommit=True)
+        conn = psycopg.connect(target, autocommit=True)
         conn.execute(f"set role {APP_ROLE}")
         chat = uuid.uuid4()
-        params = {"tenant_id": tenant_id, "chat_id": chat}
-        begin = begin_statement(tenant_id, 60000, 10000, 60000)
-        conn.execute(begin)
-        conn.execute(query("register_chat"), {**params, "zero": "0" * 64})
+        conn.execute(begin_statement(tenant_id, 60000, 10000, 60000))
+        conn.execute(query("register_chat"), {"tenant_id": tenant_id, "chat_id": chat, "zero": "0" * 64})
         conn.execute("COMMIT")
         user = uuid.uuid4()
+        setting = tenant_setting(tenant_id)
 
         def write() -> None:
-            conn.execute(begin)  # as the service begins: one round trip with its settings
-            # Results in binary, as the service reads them (text output costs PostgreSQL CPU).
-            head: Any = conn.execute(query("lock_chat"), params, binary=True).fetchone()
-            version = head["head_version"] + 1
-            row = {
-                "id": str(uuid.uuid4()),
-                "message_id": str(uuid.uuid4()),
-                "version": 1,
-                "position": head["next_position"],
-                "role": "user",
-                "content": CONTENT,
-                "model_id": "",
-                "metadata": {},
-                "tokens": 0,
-                "is_deleted": False,
-                "edit_reason": "",
-                "original_created_at": None,
-                "element_hash": "0" * 64,
-            }
-            conn.execute(
-                query("insert_snapshot"),
-                {
-                    **params,
-                    "id": uuid.uuid4(),
-                    "version": version,
-                    "head_time": head["head_time"],
-                    "message_count": head["message_count"] + 1,
-                    "file_count": 0,
-                    "total_tokens": 0,
-                    "trigger": "message_sent",
-                    "trigger_message_id": None,
-                    "trigger_file_id": None,
-                    "trigger_description": "",
-                    "previous_snapshot_id": head["head_snapshot_id"],
-                    "restored_from_snapshot_id": None,
-                    "checksum": "0" * 64,
-                    "title": "",
-                    "user_id": user,
-                    "request_id": None,
-                    "next_position": head["next_position"] + 1,
-                    "staged": Jsonb([row]),
-                    "superseded": [],
-                },
-                binary=True,
-            ).fetchone()
-            conn.execute("COMMIT")
+            with conn.pipeline():
+                conn.execute(setting, prepare=False)
+                # Results in binary, as the service reads them (text output costs PostgreSQL CPU).
+                cur = conn.execute(
+                    query("save_message"),
+                    {
+                        "tenant_id": tenant_id,
+                        "chat_id": chat,
+                        "id": uuid.uuid4(),
+                        "version_id": uuid.uuid4(),
+                        "message_id": uuid.uuid4(),
+                        "role": "user",
+                        "content": CONTENT,
+                        "model_id": "",
+                        "metadata": Jsonb({}),
+                        "tokens": 0,
+                        "trigger": "message_sent",
+                        "trigger_description": "user message saved",
+                        "user_id": user,
+                        "request_id": None,
+                        "expected_version": None,
+                    },
+                    binary=True,
+                )
+            assert cur.fetchone() is not None
 
         return write
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import select
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, TypeVar
@@ -160,6 +161,23 @@ def begin_statement(tenant_id: UUID | None, statement_ms: int, lock_ms: int, idl
     ).encode()
 
 
+def tenant_setting(tenant_id: UUID) -> bytes:
+    """The tenant as a statement of its own, local to the transaction (see begin_statement)."""
+    return f"SET LOCAL app.current_tenant_id = '{UUID(str(tenant_id))}'".encode()
+
+
+def _dropped(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the database ended this idle connection: it closed it, or sent the error that says why.
+
+    An idle connection has nothing to read; a poll with no wait tells, where
+    a check would cost a round trip.
+    """
+    if conn.closed or conn.broken:
+        return True
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return bool(readable)
+
+
 def _connection_lost(exc: psycopg.OperationalError) -> bool:
     """A connection that is gone: no SQLSTATE (the client saw it drop), class 08, or a backend terminated."""
     return exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate in ("57P01", "57P02", "57P03")
@@ -206,6 +224,12 @@ class Database:
         # The login user may own the tables (or be a superuser, as in the
         # embedded setup); policies bind only once we act as the service role.
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
+        # The time limits as the session's defaults too: a statement sent at once
+        # (at_once) then sets only a deadline's tighter ones.
+        conn.execute(
+            f"SET statement_timeout = {_ms(self.statement_timeout)};"
+            f" SET lock_timeout = {_ms(min(self.lock_timeout, self.statement_timeout))}"
+        )
         conn.adapters.register_loader("jsonb", _JsonbLoader)
         if self.on_connect is not None:
             self.on_connect(conn)
@@ -267,22 +291,64 @@ class Database:
         deadline.py), or after this database's limits without one; a call whose
         deadline has passed gets no connection at all.
         """
-        left = deadline.remaining()
-        if left is not None and left <= 0:
-            raise DeadlineExceeded("the call's deadline passed before its work began")
-        statement = self.statement_timeout if left is None else min(self.statement_timeout, left)
+        left, statement = self._limits()
         begin = begin_statement(
             tenant_id,
             _ms(statement),
             _ms(min(self.lock_timeout, statement)),
             _ms(self.idle_in_transaction_timeout),
         )
-        try:
+        with self._translated(left):
             with self._begun(begin) as conn:
                 tx = Transaction(conn)
                 yield tx
             for trigger in tx.snapshots:  # committed: count them
                 self.snapshots.add(trigger)
+
+    def at_once(self, tenant_id: UUID, name: str, params: Params, row: type[T] | None = None) -> Any:
+        """The first row of one statement run in a transaction of its own, in one round trip; None: no row.
+
+        The tenant and any deadline's time limits travel with the statement in
+        one pipeline on an autocommit connection, which PostgreSQL runs as one
+        implicit transaction ending at the pipeline's sync: a statement that
+        fails leaves nothing, as a rolled-back transaction does. A statement
+        that fails on a unique index also answers None: it wrote nothing, and
+        the caller's general path finds out why (SaveMessage: a used request
+        id or message id). So does a pooled connection the database ended,
+        which the general path replaces.
+        """
+        left, statement = self._limits()
+        with self._translated(left), self.pool.connection() as conn:
+            if _dropped(conn):
+                conn.close()  # the pool discards it; the general path checks the rest
+                return None
+            try:
+                with conn.pipeline():
+                    # Not prepared: the texts differ by tenant and deadline, and a statement
+                    # psycopg prepares stays in the session.
+                    conn.execute(tenant_setting(tenant_id), prepare=False)
+                    if statement < self.statement_timeout:
+                        conn.execute(f"SET LOCAL statement_timeout = {_ms(statement)}".encode(), prepare=False)
+                        limit = _ms(min(self.lock_timeout, statement))
+                        conn.execute(f"SET LOCAL lock_timeout = {limit}".encode(), prepare=False)
+                    cur = conn.cursor(row_factory=_row_factory(row), binary=True)
+                    cur.execute(query(name), params)
+            except psycopg.errors.UniqueViolation:
+                return None
+            return cur.fetchone()
+
+    def _limits(self) -> tuple[float | None, float]:
+        """The call's time left (None: no deadline) and its statement timeout; none left: DEADLINE_EXCEEDED."""
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded("the call's deadline passed before its work began")
+        return left, self.statement_timeout if left is None else min(self.statement_timeout, left)
+
+    @contextmanager
+    def _translated(self, left: float | None) -> Iterator[None]:
+        """Driver errors as the service's: what a caller may retry, and what it must not."""
+        try:
+            yield
         except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             # Cut short by the timeouts above; not OperationalError's "unreachable".
             if left is not None and (deadline.remaining() or 0) <= 0.05:

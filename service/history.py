@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID, uuid4
 
+from psycopg.types.json import Jsonb
+
 from service import attachments as references
 from service import states
 from service.attachments import AttachmentRequest
@@ -55,6 +57,13 @@ class History:
         check.non_negative("tokens", tokens)
         check.done()
         assert chat is not None and role is not None
+        if not attachments:
+            saved = self._save_at_once(
+                identity, chat, message, role=role, content=content, model_id=model_id, metadata=metadata,
+                tokens=tokens, options=options,
+            )  # fmt: skip
+            if saved is not None:
+                return saved
         triggers = (Trigger.MESSAGE_SENT, Trigger.MESSAGE_RECEIVED)
         with self.db.transaction(identity.tenant_id) as tx:
             try:
@@ -81,6 +90,63 @@ class History:
                 trigger, trigger_message_id=staged.message_id, description=f"{role.value} message saved"
             )
             return written[0], snapshot
+
+    def _save_at_once(
+        self,
+        identity: Identity,
+        chat: UUID,
+        message: UUID,
+        *,
+        role: Role,
+        content: str,
+        model_id: str,
+        metadata: dict[str, Any],
+        tokens: int,
+        options: WriteOptions,
+    ) -> tuple[MessageVersion, Snapshot] | None:
+        """A message saved in one round trip (save_message in service/sql/history.sql); None: not the
+        ordinary case (a new or deleted chat, another version expected, a used request or message id),
+        which the general path handles. It writes what the general path writes, checksum included."""
+        trigger = Trigger.MESSAGE_SENT if role is Role.USER else Trigger.MESSAGE_RECEIVED
+        version_id = uuid4()
+        row = self.db.at_once(
+            identity.tenant_id,
+            "save_message",
+            {
+                "tenant_id": identity.tenant_id, "chat_id": chat, "id": uuid4(), "version_id": version_id,
+                "message_id": message, "role": role.value, "content": content, "model_id": model_id,
+                "metadata": Jsonb(metadata), "tokens": tokens, "trigger": trigger.value,
+                "trigger_description": f"{role.value} message saved", "user_id": identity.user_id,
+                "request_id": options.request_id or None, "expected_version": options.expected_version,
+            },
+            tuple,
+        )  # fmt: skip
+        if row is None:
+            return None
+        self.db.snapshots.add(trigger.value)
+        snapshot = Snapshot(*row[:-1])  # the snapshot's columns, then the message's position
+        version = MessageVersion(
+            id=version_id,
+            tenant_id=snapshot.tenant_id,
+            chat_id=snapshot.chat_id,
+            message_id=message,
+            snapshot_id=snapshot.id,
+            chat_version=snapshot.version,
+            version=1,
+            position=row[-1],
+            role=role.value,
+            content=content,
+            model_id=model_id,
+            metadata=metadata,
+            tokens=tokens,
+            is_deleted=False,
+            edit_reason="",
+            edited_by=identity.user_id,
+            created_at=snapshot.created_at,
+            original_created_at=snapshot.created_at,
+            is_active=True,
+        )
+        return version, snapshot
 
     def edit_message(
         self,

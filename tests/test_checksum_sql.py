@@ -63,3 +63,28 @@ def test_a_restored_version_keeps_its_content_words_and_checksum(caller: Caller,
     hits = caller.stub.Search(api.SearchRequest(chat_id=chat_id, query="zanzibar"), metadata=caller.md).message_hits
     assert [(h.message.version, h.is_current) for h in hits] == [(4, True)]
     assert caller.verify(chat_id).ok
+
+
+HEX = st.integers(0, 2**256 - 1)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(state=HEX, element=HEX)
+def test_the_sql_state_sum_is_the_python_one(
+    conn: psycopg.Connection[tuple[object, ...]], state: int, element: int
+) -> None:
+    """migrations/019's tm_state_add, which SaveMessage's one-statement path uses, is StateSum.add."""
+    expected = checksum.StateSum(state)
+    expected.add(element)
+    row = conn.execute("select tm_state_add(%s, %s)", (checksum.to_hex(state), checksum.to_hex(element))).fetchone()
+    assert row is not None and row[0] == expected.hex
+
+
+@pytest.mark.parametrize(
+    ("state", "element"), [(0, 0), (2**256 - 1, 1), (2**256 - 1, 2**256 - 1), (2**64 - 1, 1), (2**255, 2**255)]
+)
+def test_the_sql_state_sum_carries_and_wraps(
+    conn: psycopg.Connection[tuple[object, ...]], state: int, element: int
+) -> None:
+    row = conn.execute("select tm_state_add(%s, %s)", (checksum.to_hex(state), checksum.to_hex(element))).fetchone()
+    assert row is not None and row[0] == checksum.to_hex(state + element)

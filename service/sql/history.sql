@@ -111,6 +111,69 @@ WITH snapshot AS (
 )
 SELECT snapshot.* FROM snapshot WHERE (SELECT count(*) FROM chat) = 1
 
+-- name: save_message
+-- SaveMessage's ordinary case in one statement, sent with the transaction's
+-- settings in one round trip (Database.at_once): it reads and locks the
+-- chat's head itself, where the general path (insert_snapshot) needs a round
+-- trip to read it first. It writes what insert_snapshot writes for one new
+-- message, and returns the snapshot and the message's position. It writes
+-- nothing and returns no row when the case is not ordinary: no chat yet, a
+-- deleted one, another version expected. A used request id or message id
+-- fails on its unique index, which undoes the whole statement. Either way the
+-- caller takes the general path (service/history.py), which says why.
+-- The chat's row is locked by `h` and updated by `chat`; the lock waits for
+-- a concurrent writer, then `h` reads the row that writer left.
+WITH h AS (
+    SELECT c.head_version + 1 AS version, c.next_position AS position, c.head_snapshot_id,
+        greatest(clock_timestamp(), c.head_time) AS created_at, c.message_count + 1 AS message_count,
+        c.file_count, c.total_tokens + %(tokens)s AS total_tokens, c.title,
+        tm_message_element(%(message_id)s, c.next_position, %(role)s, %(content)s) AS element, c.state_sum
+    FROM tm_chats c
+    WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s AND NOT c.deleted
+      AND c.head_version = coalesce(%(expected_version)s, c.head_version)
+    FOR UPDATE
+), snapshot AS (
+    INSERT INTO tm_snapshots (
+        id, tenant_id, chat_id, version, created_at, message_count, file_count,
+        total_tokens, trigger, trigger_message_id, trigger_description,
+        previous_snapshot_id, checksum, title, user_id, request_id)
+    SELECT %(id)s, %(tenant_id)s, %(chat_id)s, h.version, h.created_at, h.message_count, h.file_count,
+        h.total_tokens, %(trigger)s, %(message_id)s, %(trigger_description)s,
+        h.head_snapshot_id, tm_state_add(h.state_sum, h.element), h.title, %(user_id)s, %(request_id)s
+    FROM h
+    RETURNING *
+), chat AS (
+    UPDATE tm_chats c
+    SET head_version = s.version, head_snapshot_id = s.id, head_time = s.created_at,
+        message_count = s.message_count, total_tokens = s.total_tokens, state_sum = s.checksum,
+        next_position = h.position + 1, last_user_id = coalesce(s.user_id, c.last_user_id)
+    FROM snapshot s, h
+    WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
+    RETURNING CASE WHEN c.watched_until > now() THEN pg_notify('tm_chat_events', concat(c.tenant_id, '/', c.chat_id,
+        (SELECT ' ' || j FROM (SELECT row_to_json(s)::text) e(j) WHERE octet_length(j) < 7000))) END
+), version AS (
+    INSERT INTO tm_message_versions (
+        id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
+        position, role, content, model_id, metadata, tokens, is_deleted,
+        edit_reason, edited_by, created_at, original_created_at)
+    SELECT %(version_id)s, %(tenant_id)s, %(chat_id)s, %(message_id)s, s.id, s.version, 1,
+        h.position, %(role)s, %(content)s, %(model_id)s, %(metadata)s, %(tokens)s, false, '',
+        %(user_id)s, s.created_at, s.created_at
+    FROM snapshot s, h
+), document AS (
+    INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
+    SELECT %(tenant_id)s, %(chat_id)s, 'message', %(version_id)s, tm_message_document(%(content)s)
+    FROM snapshot
+), head AS (
+    INSERT INTO tm_messages (
+        tenant_id, chat_id, message_id, position, current_version_id, version,
+        is_deleted, tokens, element_hash, original_created_at)
+    SELECT %(tenant_id)s, %(chat_id)s, %(message_id)s, h.position, %(version_id)s, 1, false, %(tokens)s,
+        h.element, s.created_at
+    FROM snapshot s, h
+)
+SELECT s.*, h.position FROM snapshot s, h WHERE (SELECT count(*) FROM chat) = 1
+
 -- name: lease_chat_events
 -- Writes to the chat notify for `lease_seconds` from now (migrations/018):
 -- renewed only once less than `renew_below` seconds of it are left, so that

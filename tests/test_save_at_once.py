@@ -1,0 +1,164 @@
+"""SaveMessage's ordinary case in one round trip (save_message in service/sql/history.sql).
+
+It must write exactly what the general path (service/writes.py) writes, the
+checksum computed in SQL included, and leave every case that is not ordinary
+to the general path having written nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from generated.timemachine.v1 import resources_pb2 as pb
+from generated.timemachine.v1 import service_pb2 as api
+from service import checksum
+from service.history import History
+from service.models import Identity, Role, Trigger
+from service.writes import WriteOptions, open_write
+from tests.conftest import Caller, Stack
+
+NASTY = 'naïve "quoted" \\ back\\slash\ttab\nline \u2028 😀 中文'
+
+
+def _history(stack: Stack) -> History:
+    return History(stack.stores.db, max_message_bytes=1 << 20)
+
+
+def _identity(caller: Caller) -> Identity:
+    return Identity(tenant_id=UUID(caller.tenant_id), user_id=UUID(caller.user_id))
+
+
+def _at_once(stack: Stack, caller: Caller, chat_id: str, **kw: Any) -> Any:
+    fields: dict[str, Any] = {
+        "message": uuid.uuid4(), "role": Role.ASSISTANT, "content": NASTY, "model_id": "model-x",
+        "metadata": {"k": [1, "two"]}, "tokens": 7, "options": WriteOptions(),
+    } | kw  # fmt: skip
+    message = fields.pop("message")
+    return _history(stack)._save_at_once(_identity(caller), UUID(chat_id), message, **fields)
+
+
+def _rows(stack: Stack, caller: Caller, chat_id: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row the writes of this chat left, as the database holds them (ids and times left out)."""
+    tables = {
+        "tm_chats": "select head_version, message_count, file_count, total_tokens, state_sum, next_position, title"
+        " from tm_chats where tenant_id = %(t)s and chat_id = %(c)s",
+        "tm_snapshots": "select version, message_count, total_tokens, trigger, trigger_description, checksum, title,"
+        " previous_snapshot_id is not null, request_id from tm_snapshots where tenant_id = %(t)s and chat_id = %(c)s"
+        " order by version",
+        "tm_message_versions": "select chat_version, version, position, role, content, model_id, metadata, tokens,"
+        " is_deleted, edit_reason, edited_by, created_at = original_created_at from tm_message_versions"
+        " where tenant_id = %(t)s and chat_id = %(c)s order by chat_version",
+        "tm_messages": "select position, version, is_deleted, tokens, element_hash from tm_messages"
+        " where tenant_id = %(t)s and chat_id = %(c)s order by position",
+        "tm_search_documents": "select kind, document::text, is_current from tm_search_documents"
+        " where tenant_id = %(t)s and chat_id = %(c)s order by document::text",
+    }
+    with psycopg.connect(stack.runtime.database_url) as admin:
+        params = {"t": caller.tenant_id, "c": chat_id}
+        return {name: admin.execute(sql, params).fetchall() for name, sql in tables.items()}
+
+
+def test_an_ordinary_save_writes_what_the_general_path_writes(stack: Stack, caller: Caller) -> None:
+    fast, slow = str(uuid.uuid4()), str(uuid.uuid4())
+    for chat in (fast, slow):  # each chat's first save registers it: the general path
+        caller.save(chat, "first")
+    saved = _at_once(stack, caller, fast)
+    assert saved is not None, "an ordinary save took the general path"
+    version, snapshot = saved
+    # The same message through the general path, as History.save_message takes it for a save
+    # with attachments.
+    with stack.stores.db.transaction(UUID(caller.tenant_id)) as tx:
+        write = open_write(tx, _identity(caller), UUID(slow), WriteOptions(), ())
+        staged = write.put_message(
+            uuid.uuid4(), None, role="assistant", content=NASTY, model_id="model-x", metadata={"k": [1, "two"]},
+            tokens=7, is_deleted=False,
+        )  # fmt: skip
+        write.commit(
+            Trigger.MESSAGE_RECEIVED, trigger_message_id=staged.message_id, description="assistant message saved"
+        )
+    fast_rows, slow_rows = _rows(stack, caller, fast), _rows(stack, caller, slow)
+    # Element hashes and checksums depend on the message ids: compare them by recomputing.
+    for rows in (fast_rows, slow_rows):
+        for table in ("tm_chats", "tm_snapshots", "tm_messages"):
+            rows[table] = [tuple(v for v in row if not (isinstance(v, str) and len(v) == 64)) for row in rows[table]]
+    assert fast_rows == slow_rows
+    assert version.position == 2 and version.version == 1 and snapshot.version == 2
+    assert (version.content, version.role, version.tokens, version.metadata) == (
+        NASTY,
+        "assistant",
+        7,
+        {"k": [1, "two"]},
+    )
+    # The checksum computed in SQL is the one service/checksum.py defines, and VerifyChat agrees.
+    chat = caller.stub.GetChat(api.GetChatRequest(chat_id=fast), metadata=caller.md)
+    state = checksum.StateSum()
+    for position, m in enumerate(chat.messages, 1):  # a chat's positions run 1, 2, ...
+        role = "user" if m.role == pb.MESSAGE_ROLE_USER else "assistant"
+        state.add(checksum.message_element(UUID(m.message_id), position, role, m.content))
+    assert snapshot.checksum == state.hex
+    report = caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=fast, check_content=True), metadata=caller.md)
+    assert report.ok
+    # The general path goes on from the head the statement left.
+    edited = caller.edit(fast, str(version.message_id), "edited")
+    assert edited.snapshot.version == 3
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=fast, check_content=True), metadata=caller.md).ok
+
+
+def _snapshots(stack: Stack, caller: Caller, chat_id: str) -> int:
+    return len(_rows(stack, caller, chat_id)["tm_snapshots"])
+
+
+def test_a_new_chat_is_left_to_the_general_path(stack: Stack, caller: Caller) -> None:
+    chat = str(uuid.uuid4())
+    assert _at_once(stack, caller, chat) is None
+    assert _rows(stack, caller, chat)["tm_chats"] == []
+
+
+@pytest.mark.parametrize("case", ["expected_version", "request_id", "message_id", "deleted"])
+def test_what_is_not_ordinary_is_left_to_the_general_path_with_nothing_written(
+    stack: Stack, caller: Caller, case: str
+) -> None:
+    chat = str(uuid.uuid4())
+    first = caller.save(chat, "first", request_id="r-1")
+    kw: dict[str, Any] = {}
+    if case == "expected_version":
+        kw["options"] = WriteOptions(expected_version=5)
+    elif case == "request_id":
+        kw["options"] = WriteOptions(request_id="r-1")
+    elif case == "message_id":
+        kw["message"] = UUID(first.message.message_id)
+    else:
+        caller.stub.DeleteChat(api.DeleteChatRequest(chat_id=chat), metadata=caller.md)
+    before = _rows(stack, caller, chat)
+    assert _at_once(stack, caller, chat, **kw) is None
+    assert _rows(stack, caller, chat) == before
+
+
+def test_saves_that_race_on_one_chat_number_their_versions_without_a_gap(stack: Stack, caller: Caller) -> None:
+    chat = str(uuid.uuid4())
+    caller.save(chat, "first")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(15):
+                assert _at_once(stack, caller, chat, content=f"w{n} {i}") is not None
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:1]
+    rows = _rows(stack, caller, chat)
+    assert [row[0] for row in rows["tm_snapshots"]] == list(range(1, 92))
+    assert [row[0] for row in rows["tm_messages"]] == list(range(1, 92))
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat, check_content=True), metadata=caller.md).ok
