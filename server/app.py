@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from generated.timemachine.v1 import service_pb2, service_pb2_grpc
 from server import metrics
-from server.admission import Admission
+from server.admission import TRANSFERS, Admission
 from server.bridge import bridge
 from server.identity import Authenticator
 from server.interceptor import SERVICE, ServiceInterceptor
@@ -243,12 +243,18 @@ async def _server(pool: futures.Executor, interceptor: grpc.aio.ServerIntercepto
     return grpc.aio.server(migration_thread_pool=pool, interceptors=[interceptor], options=options)
 
 
+def _short(handler: grpc.RpcMethodHandler, method: str) -> bool:
+    """A call that runs in the short calls' pool: one request, one answer, and not a transfer."""
+    return bool(handler.unary_unary) and method.rpartition("/")[2] not in TRANSFERS
+
+
 class AsyncInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """The service interceptor's wrapping for the asyncio server: blocking handlers are bridged to the pool."""
 
-    def __init__(self, inner: ServiceInterceptor, pool: futures.Executor) -> None:
+    def __init__(self, inner: ServiceInterceptor, pool: futures.Executor, calls: futures.Executor) -> None:
         self.inner = inner
         self.pool = pool
+        self.calls = calls
         # grpc.aio asks for every call: a method's wrapped handler is built once (it keeps
         # no call's state). Only methods the server has are kept, whatever names callers send.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
@@ -257,7 +263,8 @@ class AsyncInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         wrapped = self._wrapped.get(details.method)
         if wrapped is None:
             handler = await continuation(details)
-            wrapped = bridge(self.inner.intercept_service(lambda _: handler, details), self.pool)
+            pool = self.calls if handler is not None and _short(handler, details.method) else self.pool
+            wrapped = bridge(self.inner.intercept_service(lambda _: handler, details), pool)
             if wrapped is not None:
                 self._wrapped[details.method] = wrapped
         return wrapped
@@ -277,11 +284,14 @@ class App:
         # The asyncio server: blocking handlers run in `pool` (server/bridge.py),
         # async ones (WatchChat) on the event loop, which runs in a thread of its own.
         self.pool = futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc")
+        # Short calls (unary, not transfers) in a pool of their own, a few threads a CPU
+        # (service/config.py, default_call_workers): more only queue for the GIL.
+        self.calls = futures.ThreadPoolExecutor(max_workers=settings.grpc_call_workers, thread_name_prefix="call")
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="grpc-loop", daemon=True)
         self._loop_thread.start()
         interceptor = AsyncInterceptor(
-            ServiceInterceptor(_authenticator(settings), admission, self.metrics, tracer), self.pool
+            ServiceInterceptor(_authenticator(settings), admission, self.metrics, tracer), self.pool, self.calls
         )
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -377,6 +387,7 @@ class App:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(timeout=5)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.calls.shutdown(wait=False, cancel_futures=True)
         for worker in self.workers:  # a bundle cut short is picked up again by any replica
             worker.stop()
         self.sweeper.stop()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -151,3 +153,40 @@ def test_downloads_nobody_reads_are_cancelled_and_free_their_slots(stack: Stack,
                 for _ in stream:
                     pass
             assert ended.value.code() == grpc.StatusCode.CANCELLED
+
+
+def test_short_calls_run_in_a_bounded_pool_of_their_own_and_transfers_do_not_wait_for_it(
+    stack: Stack, caller: Caller
+) -> None:
+    """TM_GRPC_CALL_WORKERS bounds the short calls running at once (the rest wait their turn, within their
+    deadline); transfers run in the other pool, so a busy short-call pool does not hold them up."""
+    busy, other = str(uuid.uuid4()), str(uuid.uuid4())
+    caller.save(busy, "first")
+    file_id = caller.upload(other, "f.bin", b"x" * 1000).file.id
+    with serving(stack, grpc_call_workers=1) as served, psycopg.connect(stack.runtime.database_url) as admin:
+        admin.execute(  # hold the chat's lock: a save to it waits, holding the one short-call thread
+            "select 1 from tm_chats where tenant_id = %s and chat_id = %s for update", (caller.tenant_id, busy)
+        )
+        request = api.SaveMessageRequest(chat_id=busy, content="waits", role=pb.MESSAGE_ROLE_USER)
+        waiting = served.stub.SaveMessage.future(request, metadata=caller.md)
+        time.sleep(0.5)
+        assert not waiting.done()
+        # A transfer is served meanwhile,
+        replies = list(
+            served.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=caller.md, timeout=5)
+        )
+        assert b"".join(r.chunk for r in replies[1:]) == b"x" * 1000
+        # while another short call waits for the thread, and gives up with its deadline, having written nothing.
+        queued = api.SaveMessageRequest(chat_id=other, content="queued", role=pb.MESSAGE_ROLE_USER)
+        with pytest.raises(grpc.RpcError) as late:
+            served.stub.SaveMessage(queued, metadata=caller.md, timeout=1)
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        admin.rollback()
+        assert waiting.result(timeout=10).snapshot.version == 2
+        # The queued call ran next, found its deadline passed (service/database.py) and wrote nothing:
+        # a call after it sees that.
+        after = served.stub.SaveMessage(
+            api.SaveMessageRequest(chat_id=busy, content="after", role=pb.MESSAGE_ROLE_USER), metadata=caller.md
+        )
+        assert after.snapshot.version == 3
+        assert [m.content for m in caller.chat(other).messages] == []
