@@ -10,15 +10,15 @@ AS $$
 DECLARE
     word constant numeric := 18446744073709551616;  -- 2**64
     total numeric := 0;
+    a bigint;
+    b bigint;
     part numeric;
     result text := '';
 BEGIN
-    FOR i IN 0..3 LOOP  -- most significant 64 bits first; bit(64)::bigint is signed, so negatives wrap
-        total := total * word
-            + ('x' || substr(state, 16 * i + 1, 16))::bit(64)::bigint
-            + ('x' || substr(element, 16 * i + 1, 16))::bit(64)::bigint
-            + CASE WHEN substr(state, 16 * i + 1, 1) ~ '[89a-fA-F]' THEN word ELSE 0 END
-            + CASE WHEN substr(element, 16 * i + 1, 1) ~ '[89a-fA-F]' THEN word ELSE 0 END;
+    FOR i IN 0..3 LOOP  -- most significant 64 bits first; bit(64)::bigint is signed: a negative one is 2**64 less
+        a := ('x' || substr(state, 16 * i + 1, 16))::bit(64)::bigint;
+        b := ('x' || substr(element, 16 * i + 1, 16))::bit(64)::bigint;
+        total := total * word + a + b + CASE WHEN a < 0 THEN word ELSE 0 END + CASE WHEN b < 0 THEN word ELSE 0 END;
     END LOOP;
     FOR i IN 0..3 LOOP  -- least significant first; the carry out of the top word is dropped (mod 2**256)
         part := mod(total, word);

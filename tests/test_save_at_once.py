@@ -162,3 +162,11 @@ def test_saves_that_race_on_one_chat_number_their_versions_without_a_gap(stack: 
     assert [row[0] for row in rows["tm_snapshots"]] == list(range(1, 92))
     assert [row[0] for row in rows["tm_messages"]] == list(range(1, 92))
     assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat, check_content=True), metadata=caller.md).ok
+
+
+def test_a_statement_that_would_commit_half_a_write_fails_instead(stack: Stack) -> None:
+    """tm_invariant (migrations/020): save_message fails, and so writes nothing, if its head did not move."""
+    with psycopg.connect(stack.runtime.database_url, autocommit=True) as conn:
+        assert conn.execute("select tm_invariant(true, 'fine')").fetchone() == (True,)
+        with pytest.raises(psycopg.errors.InternalError_, match="invariant broken: the head"):
+            conn.execute("select tm_invariant(1 = 0, 'the head')")

@@ -20,6 +20,7 @@ import grpc
 import psycopg
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from psycopg.types.json import Jsonb
 
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
@@ -337,3 +338,61 @@ def test_a_watch_lease_finds_each_chat_by_its_key_in_a_tenant_of_many_chats(
         conn.rollback()
     scans = [line for line in plan if "Scan" in line and "tm_chats" in line]
     assert scans and all("tm_chats_pkey" in line for line in scans), "\n".join(plan)
+
+
+@pytest.mark.parametrize("scene_name", ["busy", "fresh"])
+def test_only_the_chat_list_walks_the_chat_list_index(scene_name: str, request: pytest.FixtureRequest) -> None:
+    """tm_chats_recent is partial on the list's own condition (migrations/020): a write's lookup by key
+    cannot take it, whatever the statistics say of the tenant; the list pages by it."""
+    scene: Scene = request.getfixturevalue(scene_name)
+    tenant = uuid.uuid4()
+    load_small_chats(scene.database_url, tenant, chats=500, messages=1, seed=tenant.hex)
+    with psycopg.connect(scene.database_url) as conn:
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (str(tenant),))
+        chat = conn.execute("select chat_id from tm_chats where tenant_id = %s limit 1", (tenant,)).fetchone()
+        conn.commit()
+    assert chat is not None
+    key = {"tenant_id": tenant, "chat_id": chat[0]}
+    save = key | {
+        "id": uuid.uuid4(), "version_id": uuid.uuid4(), "message_id": uuid.uuid4(), "role": "user",
+        "content": "words", "model_id": "", "metadata": Jsonb({}), "tokens": 0, "trigger": "message_sent",
+        "trigger_description": "", "user_id": None, "request_id": None, "expected_version": None,
+    }  # fmt: skip
+    page = {
+        "tenant_id": tenant, "include_archived": True, "include_deleted": False, "title_pattern": None,
+        "user_id": None, "after_time": None, "after_id": None, "limit": 21,
+    }  # fmt: skip
+    with psycopg.connect(scene.database_url) as conn:
+        conn.execute(f"set role {APP_ROLE}")
+        conn.execute("select set_config('app.current_tenant_id', %s, false)", (str(tenant),))
+        for name, params in {"lock_chat": key, "get_chat_head": key, "save_message": save}.items():
+            plan = [row[0] for row in conn.execute("explain (analyze, costs off) " + query(name), params)]
+            scans = [line for line in plan if "Scan" in line and "tm_chats" in line]
+            assert scans and all("tm_chats_pkey" in line for line in scans), f"{name}:\n" + "\n".join(plan)
+        listed = [row[0] for row in conn.execute("explain (analyze, costs off) " + query("chats_page"), page)]
+        conn.rollback()
+    assert any("tm_chats_recent" in line for line in listed), "\n".join(listed)
+    assert not [line for line in listed if "Seq Scan" in line], "\n".join(listed)
+
+
+@pytest.mark.parametrize("scene_name", ["busy", "fresh"])
+def test_a_save_in_one_statement_reaches_every_row_by_its_key(scene_name: str, request: pytest.FixtureRequest) -> None:
+    """save_message (SaveMessage's one-round-trip path) on the scene's large chat, written a moment
+    before in the fresh scene: the head by its key, every insert a lookup, whatever the statistics."""
+    scene: Scene = request.getfixturevalue(scene_name)
+    params = {
+        "tenant_id": uuid.UUID(scene.tenant_id), "chat_id": uuid.UUID(scene.large.id), "id": uuid.uuid4(),
+        "version_id": uuid.uuid4(), "message_id": uuid.uuid4(), "role": "user", "content": "a common word",
+        "model_id": "", "metadata": Jsonb({}), "tokens": 3, "trigger": "message_sent",
+        "trigger_description": "user message saved", "user_id": uuid.uuid4(), "request_id": "plan-check",
+        "expected_version": None,
+    }  # fmt: skip
+    with psycopg.connect(scene.database_url) as conn:
+        conn.execute(f"set role {APP_ROLE}")
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (scene.tenant_id,))
+        plan = [row[0] for row in conn.execute("explain (analyze, costs off) " + query("save_message"), params)]
+        conn.rollback()  # the plan, not the row
+    assert any("tm_chats_pkey" in line for line in plan), "\n".join(plan)
+    assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)
+    removed = [int(line.split(":")[1].split()[0]) for line in plan if "Rows Removed by Filter" in line]
+    assert not any(n > 100 for n in removed), "\n".join(plan)

@@ -122,7 +122,9 @@ SELECT snapshot.* FROM snapshot WHERE (SELECT count(*) FROM chat) = 1
 -- fails on its unique index, which undoes the whole statement. Either way the
 -- caller takes the general path (service/history.py), which says why.
 -- The chat's row is locked by `h` and updated by `chat`; the lock waits for
--- a concurrent writer, then `h` reads the row that writer left.
+-- a concurrent writer, then `h` reads the row that writer left. The
+-- statement commits as soon as it ends (no explicit transaction), so a head
+-- left unmoved would fail it (tm_invariant, migrations/020), not end it.
 WITH h AS (
     SELECT c.head_version + 1 AS version, c.next_position AS position, c.head_snapshot_id,
         greatest(clock_timestamp(), c.head_time) AS created_at, c.message_count + 1 AS message_count,
@@ -172,7 +174,10 @@ WITH h AS (
         h.element, s.created_at
     FROM snapshot s, h
 )
-SELECT s.*, h.position FROM snapshot s, h WHERE (SELECT count(*) FROM chat) = 1
+-- Checked for the row written (a check of no row would fail the ordinary
+-- "nothing to do"): its chat's head moved with it.
+SELECT s.*, h.position FROM snapshot s, h
+WHERE tm_invariant((SELECT count(*) FROM chat) = 1, 'save_message left the head of version ' || s.version)
 
 -- name: lease_chat_events
 -- Writes to the chat notify for `lease_seconds` from now (migrations/018):
