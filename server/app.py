@@ -244,8 +244,13 @@ async def _server(pool: futures.Executor, interceptor: grpc.aio.ServerIntercepto
 
 
 def _short(handler: grpc.RpcMethodHandler, method: str) -> bool:
-    """A call that runs in the short calls' pool: one request, one answer, and not a transfer."""
-    return bool(handler.unary_unary) and method.rpartition("/")[2] not in TRANSFERS
+    """A call of the service that runs in the short calls' pool: one request, one answer, not a transfer.
+
+    Health checks and reflection stay in the other pool: a probe must answer
+    while every short-call thread waits on the database.
+    """
+    service, _, name = method.lstrip("/").partition("/")
+    return service == SERVICE and bool(handler.unary_unary) and name not in TRANSFERS
 
 
 class AsyncInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -12,6 +12,7 @@ import grpc
 import psycopg
 import pytest
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from generated.timemachine.v1 import resources_pb2 as pb
@@ -171,7 +172,9 @@ def test_short_calls_run_in_a_bounded_pool_of_their_own_and_transfers_do_not_wai
         waiting = served.stub.SaveMessage.future(request, metadata=caller.md)
         time.sleep(0.5)
         assert not waiting.done()
-        # A transfer is served meanwhile,
+        # A health check and a transfer are served meanwhile,
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(served.address))
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
         replies = list(
             served.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=caller.md, timeout=5)
         )
