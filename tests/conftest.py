@@ -30,6 +30,7 @@ from server.app import App, Stores
 from server.bootstrap import Runtime
 from service.config import Settings
 from service.database import APP_ROLE
+from tests import processes
 
 
 @dataclass
@@ -40,6 +41,13 @@ class Stack:
     address: str
     channel: grpc.Channel
     stub: service_pb2_grpc.TimeMachineServiceStub
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_outlives_the_run() -> Iterator[None]:
+    """A failed test may leave a `python -m server` child running (seen once: four, for an hour)."""
+    yield
+    processes.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,21 @@ from server.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = (("x-tenant-id", str(uuid.uuid4())), ("x-user-id", str(uuid.uuid4())))
+_STARTED: list[ServerProcess] = []  # every server started in this test run (stop_all)
+
+
+def stop_all() -> None:
+    """Stop every server a test started and left running (a failed test may): SIGTERM, which stops
+    the stores it started, then SIGKILL to its group if it has not ended within 30 s."""
+    for server in _STARTED:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                server.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.process.pid, signal.SIGKILL)
+                server.process.wait(timeout=30)
+    _STARTED.clear()
 
 
 class ServerProcess:
@@ -50,6 +65,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as under `make run`
         )
+        _STARTED.append(self)
         self.channel = grpc.insecure_channel(self.address)
         self.stub = service_pb2_grpc.TimeMachineServiceStub(self.channel)
         if wait:
