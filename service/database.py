@@ -152,18 +152,23 @@ def begin_statement(tenant_id: UUID | None, statement_ms: int, lock_ms: int, idl
     (`citus.propagate_set_commands = 'local'`, docs/operations.md), where the
     row policies read the tenant.
     """
-    tenant = "" if tenant_id is None else str(UUID(str(tenant_id)))
     return (
-        f"BEGIN; SET LOCAL app.current_tenant_id = '{tenant}';"
+        f"BEGIN; {tenant_setting(tenant_id).decode()};"
         f" SET LOCAL statement_timeout = {int(statement_ms)};"
         f" SET LOCAL lock_timeout = {int(lock_ms)};"
         f" SET LOCAL idle_in_transaction_session_timeout = {int(idle_ms)}"
     ).encode()
 
 
-def tenant_setting(tenant_id: UUID) -> bytes:
-    """The tenant as a statement of its own, local to the transaction (see begin_statement)."""
-    return f"SET LOCAL app.current_tenant_id = '{UUID(str(tenant_id))}'".encode()
+def tenant_setting(tenant_id: UUID | None) -> bytes:
+    """The tenant (None: none, which sees no rows) as a statement local to the transaction (see begin_statement)."""
+    tenant = "" if tenant_id is None else str(UUID(str(tenant_id)))
+    return f"SET LOCAL app.current_tenant_id = '{tenant}'".encode()
+
+
+# A deadline's tighter time limits, local to the transaction: one statement, prepared like any other.
+# (Citus needs SET LOCAL only for the tenant, which its workers' row policies read.)
+TIME_LIMITS = "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)"
 
 
 def _dropped(conn: psycopg.Connection[Any]) -> bool:
@@ -324,13 +329,11 @@ class Database:
                 return None
             try:
                 with conn.pipeline():
-                    # Not prepared: the texts differ by tenant and deadline, and a statement
-                    # psycopg prepares stays in the session.
+                    # Not prepared: its text differs by tenant, and a statement psycopg
+                    # prepares stays in the session.
                     conn.execute(tenant_setting(tenant_id), prepare=False)
                     if statement < self.statement_timeout:
-                        conn.execute(f"SET LOCAL statement_timeout = {_ms(statement)}".encode(), prepare=False)
-                        limit = _ms(min(self.lock_timeout, statement))
-                        conn.execute(f"SET LOCAL lock_timeout = {limit}".encode(), prepare=False)
+                        conn.execute(TIME_LIMITS, (str(_ms(statement)), str(_ms(min(self.lock_timeout, statement)))))
                     cur = conn.cursor(row_factory=_row_factory(row), binary=True)
                     cur.execute(query(name), params)
             except psycopg.errors.UniqueViolation:

@@ -57,10 +57,11 @@ class History:
         check.non_negative("tokens", tokens)
         check.done()
         assert chat is not None and role is not None
+        trigger = Trigger.MESSAGE_SENT if role is Role.USER else Trigger.MESSAGE_RECEIVED
         if not attachments:
             saved = self._save_at_once(
-                identity, chat, message, role=role, content=content, model_id=model_id, metadata=metadata,
-                tokens=tokens, options=options,
+                identity, chat, message, trigger, role=role, content=content, model_id=model_id,
+                metadata=metadata, tokens=tokens, options=options,
             )  # fmt: skip
             if saved is not None:
                 return saved
@@ -85,7 +86,6 @@ class History:
                 is_deleted=False,
                 attachments=refs,
             )
-            trigger = Trigger.MESSAGE_SENT if role is Role.USER else Trigger.MESSAGE_RECEIVED
             snapshot, written = write.commit(
                 trigger, trigger_message_id=staged.message_id, description=f"{role.value} message saved"
             )
@@ -96,6 +96,7 @@ class History:
         identity: Identity,
         chat: UUID,
         message: UUID,
+        trigger: Trigger,
         *,
         role: Role,
         content: str,
@@ -107,7 +108,6 @@ class History:
         """A message saved in one round trip (save_message in service/sql/history.sql); None: not the
         ordinary case (a new or deleted chat, another version expected, a used request or message id),
         which the general path handles. It writes what the general path writes, checksum included."""
-        trigger = Trigger.MESSAGE_SENT if role is Role.USER else Trigger.MESSAGE_RECEIVED
         version_id = uuid4()
         row = self.db.at_once(
             identity.tenant_id,

@@ -40,7 +40,8 @@ def _at_once(stack: Stack, caller: Caller, chat_id: str, **kw: Any) -> Any:
         "metadata": {"k": [1, "two"]}, "tokens": 7, "options": WriteOptions(),
     } | kw  # fmt: skip
     message = fields.pop("message")
-    return _history(stack)._save_at_once(_identity(caller), UUID(chat_id), message, **fields)
+    trigger = Trigger.MESSAGE_SENT if fields["role"] is Role.USER else Trigger.MESSAGE_RECEIVED
+    return _history(stack)._save_at_once(_identity(caller), UUID(chat_id), message, trigger, **fields)
 
 
 def _rows(stack: Stack, caller: Caller, chat_id: str) -> dict[str, list[tuple[Any, ...]]]:
