@@ -35,8 +35,7 @@ def p(samples: list[float], q: float) -> float:
 def fill(history: History, who: Identity, chat: str, count: int) -> None:
     for i in range(count):
         role = Role.USER if i % 2 == 0 else Role.ASSISTANT
-        history.save_message(
-            who,
+        new = history.new_message(
             chat_id=chat,
             message_id="",
             role=role,
@@ -46,6 +45,7 @@ def fill(history: History, who: Identity, chat: str, count: int) -> None:
             tokens=60,
             options=WriteOptions(),
         )
+        history.save_message(who, new)
 
 
 def timed(fn: Callable[[], Any]) -> float:

@@ -26,6 +26,7 @@ from server.servicer import Product, TimeMachineServicer
 from server.tls import ReloadingCredentials, TlsFiles
 from server.tokens import TokenRules, TokenVerifier
 from server.tracing import Tracing
+from service.async_database import AsyncDatabase, loop_pool_size
 from service.chats import Chats
 from service.compare import Comparer
 from service.config import Settings
@@ -58,11 +59,13 @@ class Stores:
     reads: Database | None = None  # a hot standby for reads that may lag (TM_DATABASE_READ_URL)
 
 
-def build_product(settings: Settings, stores: Stores, events: ChatEvents, sweeper: Sweeper) -> Product:
+def build_product(
+    settings: Settings, stores: Stores, events: ChatEvents, sweeper: Sweeper, loop_db: AsyncDatabase | None = None
+) -> Product:
     exporter = Exporter(stores.db, stores.vault, settings.pdf_max_text_bytes)
     lagging = LaggingReads(stores.db, stores.reads)
     return Product(
-        history=History(stores.db, settings.max_message_bytes),
+        history=History(stores.db, settings.max_message_bytes, loop_db),
         reader=Reader(stores.db, lagging),
         restorer=Restorer(stores.db),
         verifier=Verifier(stores.db, stores.vault),
@@ -243,6 +246,13 @@ async def _server(pool: futures.Executor, interceptor: grpc.aio.ServerIntercepto
     return grpc.aio.server(migration_thread_pool=pool, interceptors=[interceptor], options=options)
 
 
+async def _loop_database(db: Database, max_size: int) -> AsyncDatabase:
+    """The event loop's pool of connections, made and opened on the loop that will use it."""
+    loop_db = AsyncDatabase(db, max_size)
+    await loop_db.open()
+    return loop_db
+
+
 def _short(handler: grpc.RpcMethodHandler, method: str) -> bool:
     """A call of the service that runs in the short calls' pool: one request, one answer, not a transfer.
 
@@ -293,6 +303,7 @@ class App:
         # (service/config.py, default_call_workers): more only queue for the GIL.
         self.calls = futures.ThreadPoolExecutor(max_workers=settings.grpc_call_workers, thread_name_prefix="call")
         self.loop = asyncio.new_event_loop()
+        self.loop.set_default_executor(self.calls)  # what a handler on the loop hands blocking work to
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="grpc-loop", daemon=True)
         self._loop_thread.start()
         interceptor = AsyncInterceptor(
@@ -317,7 +328,9 @@ class App:
             grace_seconds=settings.sweeper_grace_seconds,
             interval_seconds=settings.sweeper_interval_seconds,
         )
-        product = self.product = build_product(settings, stores, self.events, self.sweeper)
+        # SaveMessage's ordinary case runs on the loop (service/async_database.py): its pool is made there.
+        self.loop_db = self._on_loop(_loop_database(stores.db, loop_pool_size(settings.db_pool_max)))
+        product = self.product = build_product(settings, stores, self.events, self.sweeper, self.loop_db)
         servicer = TimeMachineServicer(product, stream_idle_seconds=settings.stream_idle_seconds)
         self.workers = [
             ExportWorker(
@@ -355,7 +368,8 @@ class App:
             raise ConfigurationError(f"TM_GRPC_ADDRESS={address or settings.grpc_address} cannot be listened on")
 
     def _measure(self, stores: Stores, admission: Admission, product: Product) -> None:
-        pools = [("primary", stores.db)] + ([("standby", stores.reads)] if stores.reads is not None else [])
+        pools: list[tuple[str, Any]] = [("primary", stores.db), ("primary_loop", self.loop_db)]
+        pools += [("standby", stores.reads)] if stores.reads is not None else []
         self.metrics.gauges.add(
             metrics.limits(
                 pools,
@@ -388,6 +402,7 @@ class App:
         self.readiness.stop()  # before: it must not set SERVING again
         self.health.enter_graceful_shutdown()
         self._on_loop(self.server.stop(grace))
+        self._on_loop(self.loop_db.close())
         self.events.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(timeout=5)

@@ -260,6 +260,21 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                         }
                         log.info("%s %s %.1fms", method, code.name, elapsed * 1000, extra=fields)
 
+        if handler.unary_unary and inspect.iscoroutinefunction(handler.unary_unary):
+            inner_async = handler.unary_unary
+
+            async def unary_unary_async(request: Any, context: Any) -> Any:
+                received.inc()
+                with call(context, request) as outcome:
+                    response = await inner_async(request, context) if outcome.status is None else None
+                if outcome.status is not None:
+                    await context.abort(outcome.status.code, outcome.status.details, outcome.status.trailing_metadata)
+                sent.inc()
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary_async, handler.request_deserializer, handler.response_serializer
+            )
         if handler.unary_unary:
             inner_uu = handler.unary_unary
 

@@ -21,7 +21,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from service.database import Database
 from service.errors import ServiceError
 from service.slots import Slots
 from service.sweeper import Sweeper
@@ -89,7 +88,7 @@ class Metrics:
 
 
 def limits(
-    pools: list[tuple[str, Database]],
+    pools: list[tuple[str, Any]],
     vault: Vault,
     transfers: Slots,
     watches: Slots,

@@ -139,9 +139,9 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         finally:
             guard.close()
 
-    def SaveMessage(self, request: api.SaveMessageRequest, context: Any) -> api.SaveMessageResponse:
-        message, snapshot = self.p.history.save_message(
-            identity.current(),
+    async def SaveMessage(self, request: api.SaveMessageRequest, context: Any) -> api.SaveMessageResponse:
+        # Checked here, on the event loop, as the ordinary save is written (service/async_database.py).
+        new = self.p.history.new_message(
             chat_id=request.chat_id,
             message_id=request.message_id,
             role=convert.ROLE_FROM_PROTO.get(request.role),
@@ -152,6 +152,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             options=_options(request),
             attachments=convert.attachment_requests(request.attachments),
         )
+        message, snapshot = await self.p.history.save_message_async(identity.current(), new)
         answer = convert.message(message.entry())
         answer.attachments.extend(convert.attachment(ref) for ref in message.attachments)
         return api.SaveMessageResponse(message=answer, snapshot=convert.snapshot(snapshot))

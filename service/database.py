@@ -35,7 +35,7 @@ Params = dict[str, Any] | Sequence[Any] | None
 APP_ROLE = "tm_app"
 
 
-class _JsonbLoader(JsonbBinaryLoader):
+class JsonbLoader(JsonbBinaryLoader):
     """jsonb, with the empty object (most messages' metadata) returned without a JSON parse.
 
     Parsing was a third of the cost of loading a chat's rows (10,000 rows:
@@ -74,7 +74,7 @@ def record_row(cls: type[T]) -> Any:
     return factory
 
 
-def _row_factory(row: type[Any] | None) -> Any:
+def row_factory(row: type[Any] | None) -> Any:
     """Rows as dicts by default, as plain tuples for `tuple`, else as `row` records."""
     if row is None:
         return dict_row
@@ -111,7 +111,7 @@ class Transaction:
 
     def stream(self, name: str, params: Params = None, row: type[T] | None = None) -> Generator[Any, None, None]:
         """Rows of a large result, fetched in batches by a server-side cursor."""
-        cur = self.conn.cursor(name="tm_stream", row_factory=_row_factory(row), binary=True)
+        cur = self.conn.cursor(name="tm_stream", row_factory=row_factory(row), binary=True)
         try:
             cur.itersize = 2000
             cur.execute(query(name), params)
@@ -135,7 +135,7 @@ class Transaction:
 
     def _cursor(self, row: type[T] | None) -> psycopg.Cursor[Any]:
         # Binary results: timestamps and uuids load faster than from text.
-        return self.conn.cursor(row_factory=_row_factory(row), binary=True)
+        return self.conn.cursor(row_factory=row_factory(row), binary=True)
 
 
 def begin_statement(tenant_id: UUID | None, statement_ms: int, lock_ms: int, idle_ms: int) -> bytes:
@@ -171,7 +171,7 @@ def tenant_setting(tenant_id: UUID | None) -> bytes:
 TIME_LIMITS = "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)"
 
 
-def _dropped(conn: psycopg.Connection[Any]) -> bool:
+def dropped(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
     """Whether the database ended this idle connection: it closed it, or sent the error that says why.
 
     An idle connection has nothing to read; a poll with no wait tells, where
@@ -205,7 +205,7 @@ class Database:
         statement_timeout: float = 60.0,
         lock_timeout: float = 10.0,
         idle_in_transaction_timeout: float = 60.0,
-        on_connect: Callable[[psycopg.Connection[Any]], None] | None = None,
+        on_connect: Callable[[psycopg.Connection[Any] | psycopg.AsyncConnection[Any]], None] | None = None,
     ) -> None:
         self.url = url
         self.on_connect = on_connect  # e.g. tracing (server/tracing.py)
@@ -226,18 +226,25 @@ class Database:
         )
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        # The login user may own the tables (or be a superuser, as in the
-        # embedded setup); policies bind only once we act as the service role.
-        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
-        # The time limits as the session's defaults too: a statement sent at once
-        # (at_once) then sets only a deadline's tighter ones.
-        conn.execute(
-            f"SET statement_timeout = {_ms(self.statement_timeout)};"
-            f" SET lock_timeout = {_ms(min(self.lock_timeout, self.statement_timeout))}"
-        )
-        conn.adapters.register_loader("jsonb", _JsonbLoader)
+        for statement in self.session_setup():
+            conn.execute(statement)
+        conn.adapters.register_loader("jsonb", JsonbLoader)
         if self.on_connect is not None:
             self.on_connect(conn)
+
+    def session_setup(self) -> list[sql.SQL | sql.Composed]:
+        """What each pooled connection runs once, before its first use (this pool's and AsyncDatabase's)."""
+        return [
+            # The login user may own the tables (or be a superuser, as in the
+            # embedded setup); policies bind only once we act as the service role.
+            sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)),
+            # The time limits as the session's defaults too: a statement sent at once
+            # (at_once) then sets only a deadline's tighter ones.
+            sql.SQL(
+                f"SET statement_timeout = {_ms(self.statement_timeout)};"
+                f" SET lock_timeout = {_ms(min(self.lock_timeout, self.statement_timeout))}"
+            ),
+        ]
 
     @contextmanager
     def _begun(self, begin: bytes) -> Iterator[psycopg.Connection[Any]]:
@@ -303,7 +310,7 @@ class Database:
             _ms(min(self.lock_timeout, statement)),
             _ms(self.idle_in_transaction_timeout),
         )
-        with self._translated(left):
+        with self.translated(left):
             with self._begun(begin) as conn:
                 tx = Transaction(conn)
                 yield tx
@@ -320,11 +327,12 @@ class Database:
         that fails on a unique index also answers None: it wrote nothing, and
         the caller's general path finds out why (SaveMessage: a used request
         id or message id). So does a pooled connection the database ended,
-        which the general path replaces.
+        which the general path replaces. AsyncDatabase.at_once is the same on
+        an event loop.
         """
-        left, statement = self._limits()
-        with self._translated(left), self.pool.connection() as conn:
-            if _dropped(conn):
+        left, limits = self.one_trip_limits()
+        with self.translated(left), self.pool.connection() as conn:
+            if dropped(conn):
                 conn.close()  # the pool discards it; the general path checks the rest
                 return None
             try:
@@ -332,13 +340,21 @@ class Database:
                     # Not prepared: its text differs by tenant, and a statement psycopg
                     # prepares stays in the session.
                     conn.execute(tenant_setting(tenant_id), prepare=False)
-                    if statement < self.statement_timeout:
-                        conn.execute(TIME_LIMITS, (str(_ms(statement)), str(_ms(min(self.lock_timeout, statement)))))
-                    cur = conn.cursor(row_factory=_row_factory(row), binary=True)
+                    if limits is not None:
+                        conn.execute(TIME_LIMITS, limits)
+                    cur = conn.cursor(row_factory=row_factory(row), binary=True)
                     cur.execute(query(name), params)
             except psycopg.errors.UniqueViolation:
                 return None
             return cur.fetchone()
+
+    def one_trip_limits(self) -> tuple[float | None, tuple[str, str] | None]:
+        """The call's time left, and the (statement, lock) timeouts a one-trip statement sets: None when
+        the session's defaults (session_setup) are already tight enough."""
+        left, statement = self._limits()
+        if statement >= self.statement_timeout:
+            return left, None
+        return left, (str(_ms(statement)), str(_ms(min(self.lock_timeout, statement))))
 
     def _limits(self) -> tuple[float | None, float]:
         """The call's time left (None: no deadline) and its statement timeout; none left: DEADLINE_EXCEEDED."""
@@ -348,7 +364,7 @@ class Database:
         return left, self.statement_timeout if left is None else min(self.statement_timeout, left)
 
     @contextmanager
-    def _translated(self, left: float | None) -> Iterator[None]:
+    def translated(self, left: float | None) -> Iterator[None]:
         """Driver errors as the service's: what a caller may retry, and what it must not."""
         try:
             yield

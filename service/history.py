@@ -5,6 +5,8 @@ Each method validates its input, then runs one write (service/writes.py).
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -12,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from service import attachments as references
 from service import states
+from service.async_database import AsyncDatabase
 from service.attachments import AttachmentRequest
 from service.database import Database
 from service.errors import AlreadyExists
@@ -20,10 +23,31 @@ from service.validation import Checker
 from service.writes import Replay, Write, WriteOptions, open_write
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """A SaveMessage's fields, checked."""
+
+    chat: UUID
+    message: UUID
+    chosen: bool  # the caller named the message (else a fresh uuid4, which cannot collide)
+    role: Role
+    content: str
+    model_id: str
+    metadata: dict[str, Any]
+    tokens: int
+    options: WriteOptions
+    attachments: list[AttachmentRequest]
+
+    @property
+    def trigger(self) -> Trigger:
+        return Trigger.MESSAGE_SENT if self.role is Role.USER else Trigger.MESSAGE_RECEIVED
+
+
 class History:
-    def __init__(self, db: Database, max_message_bytes: int) -> None:
+    def __init__(self, db: Database, max_message_bytes: int, loop_db: AsyncDatabase | None = None) -> None:
         self.db = db
         self.max_message_bytes = max_message_bytes
+        self.loop_db = loop_db  # for save_message_async's ordinary case (service/async_database.py)
 
     def _check_write(self, check: Checker, chat_id: str, options: WriteOptions) -> UUID | None:
         chat = check.uuid("chat_id", chat_id)
@@ -31,9 +55,8 @@ class History:
         check.expected_version(options.expected_version)
         return chat
 
-    def save_message(
+    def new_message(
         self,
-        identity: Identity,
         *,
         chat_id: str,
         message_id: str,
@@ -44,12 +67,11 @@ class History:
         tokens: int,
         options: WriteOptions,
         attachments: list[AttachmentRequest] | None = None,
-    ) -> tuple[MessageVersion, Snapshot]:
+    ) -> NewMessage:
         check = Checker()
         chat = self._check_write(check, chat_id, options)
         references.check(check, attachments or [])
         chosen = check.uuid("message_id", message_id, required=False)
-        message = chosen or uuid4()
         check.enum("role", role)
         check.text("content", content, max_bytes=self.max_message_bytes)
         check.text("model_id", model_id)
@@ -57,88 +79,88 @@ class History:
         check.non_negative("tokens", tokens)
         check.done()
         assert chat is not None and role is not None
-        trigger = Trigger.MESSAGE_SENT if role is Role.USER else Trigger.MESSAGE_RECEIVED
-        if not attachments:
-            saved = self._save_at_once(
-                identity, chat, message, trigger, role=role, content=content, model_id=model_id,
-                metadata=metadata, tokens=tokens, options=options,
-            )  # fmt: skip
-            if saved is not None:
-                return saved
+        return NewMessage(
+            chat, chosen or uuid4(), chosen is not None, role, content, model_id, metadata, tokens, options,
+            attachments or [],
+        )  # fmt: skip
+
+    def save_message(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot]:
+        """A new message (checked by new_message): the ordinary case in one round trip, else a transaction."""
+        return self._save_at_once(identity, new) or self._save_in_transaction(identity, new)
+
+    async def save_message_async(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot]:
+        """save_message for the event loop: the ordinary case awaited there, the rest in a pool thread
+        (the loop's default executor) with the call's context (identity, deadline)."""
+        saved = await self._save_at_once_async(identity, new)
+        if saved is None:
+            saved = await asyncio.to_thread(self._save_in_transaction, identity, new)
+        return saved
+
+    def _save_at_once(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot] | None:
+        """The ordinary case in one round trip (see _at_once); None: not ordinary, nothing written."""
+        if new.attachments:
+            return None
+        version_id = uuid4()
+        row = self.db.at_once(identity.tenant_id, "save_message", _at_once(identity, new, version_id), tuple)
+        return None if row is None else self._saved(identity, new, version_id, row)
+
+    async def _save_at_once_async(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot] | None:
+        """_save_at_once on the event loop (service/async_database.py)."""
+        if new.attachments or self.loop_db is None:
+            return None
+        version_id = uuid4()
+        params = _at_once(identity, new, version_id)
+        row = await self.loop_db.at_once(identity.tenant_id, "save_message", params, tuple)
+        return None if row is None else self._saved(identity, new, version_id, row)
+
+    def _save_in_transaction(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot]:
+        """The general path: a new or deleted chat, a replay, another version expected, attachments."""
         triggers = (Trigger.MESSAGE_SENT, Trigger.MESSAGE_RECEIVED)
         with self.db.transaction(identity.tenant_id) as tx:
             try:
-                write = open_write(tx, identity, chat, options, triggers)
+                write = open_write(tx, identity, new.chat, new.options, triggers)
             except Replay as replay:
                 return self._replayed_message(write_tx=tx, identity=identity, snapshot=replay.snapshot)
-            # A fresh uuid4 cannot collide; only a caller's id needs the look-up.
-            if chosen is not None and write.message_head(message) is not None:
-                raise AlreadyExists(f"message {message} already exists in this chat; use EditMessage")
-            refs = references.resolve(tx, identity, chat, attachments or [])
+            if new.chosen and write.message_head(new.message) is not None:
+                raise AlreadyExists(f"message {new.message} already exists in this chat; use EditMessage")
+            refs = references.resolve(tx, identity, new.chat, new.attachments)
             staged = write.put_message(
-                message,
+                new.message,
                 None,
-                role=role.value,
-                content=content,
-                model_id=model_id,
-                metadata=metadata,
-                tokens=tokens,
+                role=new.role.value,
+                content=new.content,
+                model_id=new.model_id,
+                metadata=new.metadata,
+                tokens=new.tokens,
                 is_deleted=False,
                 attachments=refs,
             )
             snapshot, written = write.commit(
-                trigger, trigger_message_id=staged.message_id, description=f"{role.value} message saved"
+                new.trigger, trigger_message_id=staged.message_id, description=f"{new.role.value} message saved"
             )
             return written[0], snapshot
 
-    def _save_at_once(
-        self,
-        identity: Identity,
-        chat: UUID,
-        message: UUID,
-        trigger: Trigger,
-        *,
-        role: Role,
-        content: str,
-        model_id: str,
-        metadata: dict[str, Any],
-        tokens: int,
-        options: WriteOptions,
-    ) -> tuple[MessageVersion, Snapshot] | None:
-        """A message saved in one round trip (save_message in service/sql/history.sql); None: not the
-        ordinary case (a new or deleted chat, another version expected, a used request or message id),
-        which the general path handles. It writes what the general path writes, checksum included."""
-        version_id = uuid4()
-        row = self.db.at_once(
-            identity.tenant_id,
-            "save_message",
-            {
-                "tenant_id": identity.tenant_id, "chat_id": chat, "id": uuid4(), "version_id": version_id,
-                "message_id": message, "role": role.value, "content": content, "model_id": model_id,
-                "metadata": Jsonb(metadata), "tokens": tokens, "trigger": trigger.value,
-                "trigger_description": f"{role.value} message saved", "user_id": identity.user_id,
-                "request_id": options.request_id or None, "expected_version": options.expected_version,
-            },
-            tuple,
-        )  # fmt: skip
-        if row is None:
-            return None
-        self.db.snapshots.add(trigger.value)
-        snapshot = Snapshot(*row[:-1])  # the snapshot's columns, then the message's position
+    def _saved(
+        self, identity: Identity, new: NewMessage, version_id: UUID, row: tuple[Any, ...]
+    ) -> tuple[MessageVersion, Snapshot]:
+        """What save_message (service/sql/history.sql) wrote, from the row it returned: the snapshot's
+        columns, then the message's position."""
+        self.db.snapshots.add(new.trigger.value)
+        snapshot = Snapshot(*row[:-1])
         version = MessageVersion(
             id=version_id,
             tenant_id=snapshot.tenant_id,
             chat_id=snapshot.chat_id,
-            message_id=message,
+            message_id=new.message,
             snapshot_id=snapshot.id,
             chat_version=snapshot.version,
             version=1,
             position=row[-1],
-            role=role.value,
-            content=content,
-            model_id=model_id,
-            metadata=metadata,
-            tokens=tokens,
+            role=new.role.value,
+            content=new.content,
+            model_id=new.model_id,
+            metadata=new.metadata,
+            tokens=new.tokens,
             is_deleted=False,
             edit_reason="",
             edited_by=identity.user_id,
@@ -273,3 +295,16 @@ class History:
             write_tx, identity.tenant_id, snapshot.chat_id, snapshot.trigger_message_id, chat_version=snapshot.version
         )
         return message, snapshot
+
+
+def _at_once(identity: Identity, new: NewMessage, version_id: UUID) -> dict[str, Any]:
+    """save_message's parameters (service/sql/history.sql): the ordinary case written in one statement,
+    as the general path writes it, checksum included. Not ordinary (a new or deleted chat, another
+    version expected, a used request or message id), it writes nothing and the general path runs."""
+    return {
+        "tenant_id": identity.tenant_id, "chat_id": new.chat, "id": uuid4(), "version_id": version_id,
+        "message_id": new.message, "role": new.role.value, "content": new.content, "model_id": new.model_id,
+        "metadata": Jsonb(new.metadata), "tokens": new.tokens, "trigger": new.trigger.value,
+        "trigger_description": f"{new.role.value} message saved", "user_id": identity.user_id,
+        "request_id": new.options.request_id or None, "expected_version": new.options.expected_version,
+    }  # fmt: skip

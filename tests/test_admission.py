@@ -160,36 +160,37 @@ def test_short_calls_run_in_a_bounded_pool_of_their_own_and_transfers_do_not_wai
     stack: Stack, caller: Caller
 ) -> None:
     """TM_GRPC_CALL_WORKERS bounds the short calls running at once (the rest wait their turn, within their
-    deadline); transfers run in the other pool, so a busy short-call pool does not hold them up."""
+    deadline); transfers run in the other pool, and an ordinary save on the event loop, so a busy
+    short-call pool holds up neither."""
     busy, other = str(uuid.uuid4()), str(uuid.uuid4())
-    caller.save(busy, "first")
+    first = caller.save(busy, "first").message.message_id
     file_id = caller.upload(other, "f.bin", b"x" * 1000).file.id
     with serving(stack, grpc_call_workers=1) as served, psycopg.connect(stack.runtime.database_url) as admin:
-        admin.execute(  # hold the chat's lock: a save to it waits, holding the one short-call thread
+        admin.execute(  # hold the chat's lock: an edit of it waits, holding the one short-call thread
             "select 1 from tm_chats where tenant_id = %s and chat_id = %s for update", (caller.tenant_id, busy)
         )
-        request = api.SaveMessageRequest(chat_id=busy, content="waits", role=pb.MESSAGE_ROLE_USER)
-        waiting = served.stub.SaveMessage.future(request, metadata=caller.md)
+        request = api.EditMessageRequest(chat_id=busy, message_id=first, content="waits")
+        waiting = served.stub.EditMessage.future(request, metadata=caller.md)
         time.sleep(0.5)
         assert not waiting.done()
-        # A health check and a transfer are served meanwhile,
+        # A health check, a transfer and an ordinary save are served meanwhile,
         health = health_pb2_grpc.HealthStub(grpc.insecure_channel(served.address))
         assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
         replies = list(
             served.stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=caller.md, timeout=5)
         )
         assert b"".join(r.chunk for r in replies[1:]) == b"x" * 1000
+        saved = api.SaveMessageRequest(chat_id=other, content="on the loop", role=pb.MESSAGE_ROLE_USER)
+        assert served.stub.SaveMessage(saved, metadata=caller.md, timeout=5).snapshot.version == 2
         # while another short call waits for the thread, and gives up with its deadline, having written nothing.
-        queued = api.SaveMessageRequest(chat_id=other, content="queued", role=pb.MESSAGE_ROLE_USER)
+        queued = api.RenameChatRequest(chat_id=other, title="queued")
         with pytest.raises(grpc.RpcError) as late:
-            served.stub.SaveMessage(queued, metadata=caller.md, timeout=1)
+            served.stub.RenameChat(queued, metadata=caller.md, timeout=1)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         admin.rollback()
         assert waiting.result(timeout=10).snapshot.version == 2
         # The queued call ran next, found its deadline passed (service/database.py) and wrote nothing:
         # a call after it sees that.
-        after = served.stub.SaveMessage(
-            api.SaveMessageRequest(chat_id=busy, content="after", role=pb.MESSAGE_ROLE_USER), metadata=caller.md
-        )
+        after = served.stub.RenameChat(api.RenameChatRequest(chat_id=busy, title="after"), metadata=caller.md)
         assert after.snapshot.version == 3
-        assert [m.content for m in caller.chat(other).messages] == []
+        assert (caller.chat(other).title, caller.chat(other).current_version) == ("", 2)

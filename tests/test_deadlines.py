@@ -21,8 +21,7 @@ from tests.conftest import Caller, Stack, rows
 
 
 def _save(history: History, who: Identity, chat_id: str, content: str) -> None:
-    history.save_message(
-        who,
+    new = history.new_message(
         chat_id=chat_id,
         message_id="",
         role=Role.USER,
@@ -32,6 +31,7 @@ def _save(history: History, who: Identity, chat_id: str, content: str) -> None:
         tokens=0,
         options=WriteOptions(),
     )
+    history.save_message(who, new)
 
 
 def _chat_locked(stack: Stack, caller: Caller, chat_id: str) -> psycopg.Connection[object]:

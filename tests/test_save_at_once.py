@@ -7,8 +7,10 @@ to the general path having written nothing.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +20,8 @@ import pytest
 from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from service import checksum
-from service.history import History
+from service.async_database import AsyncDatabase
+from service.history import History, NewMessage
 from service.models import Identity, Role, Trigger
 from service.writes import WriteOptions, open_write
 from tests.conftest import Caller, Stack
@@ -26,22 +29,62 @@ from tests.conftest import Caller, Stack
 NASTY = 'naïve "quoted" \\ back\\slash\ttab\nline \u2028 😀 中文'
 
 
-def _history(stack: Stack) -> History:
-    return History(stack.stores.db, max_message_bytes=1 << 20)
+class Paths:
+    """The one-round-trip save both ways: blocking (Database.at_once) and on an event loop
+    (AsyncDatabase.at_once, as the server runs SaveMessage)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.loop_db = self._run(self._open(stack))
+        self.history = History(stack.stores.db, max_message_bytes=1 << 20, loop_db=self.loop_db)
+
+    @staticmethod
+    async def _open(stack: Stack) -> AsyncDatabase:
+        loop_db = AsyncDatabase(stack.stores.db, max_size=6)
+        await loop_db.open()
+        return loop_db
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def save(self, path: str, identity: Identity, new: NewMessage) -> Any:
+        if path == "blocking":
+            return self.history._save_at_once(identity, new)
+        return self._run(self.history._save_at_once_async(identity, new))
+
+    def close(self) -> None:
+        self._run(self.loop_db.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def paths(stack: Stack) -> Iterator[Paths]:
+    opened = Paths(stack)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(params=["blocking", "loop"])
+def path(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def _identity(caller: Caller) -> Identity:
     return Identity(tenant_id=UUID(caller.tenant_id), user_id=UUID(caller.user_id))
 
 
-def _at_once(stack: Stack, caller: Caller, chat_id: str, **kw: Any) -> Any:
+def _at_once(paths: Paths, path: str, caller: Caller, chat_id: str, **kw: Any) -> Any:
     fields: dict[str, Any] = {
-        "message": uuid.uuid4(), "role": Role.ASSISTANT, "content": NASTY, "model_id": "model-x",
-        "metadata": {"k": [1, "two"]}, "tokens": 7, "options": WriteOptions(),
+        "role": Role.ASSISTANT, "content": NASTY, "model_id": "model-x", "metadata": {"k": [1, "two"]}, "tokens": 7,
+        "options": WriteOptions(),
     } | kw  # fmt: skip
-    message = fields.pop("message")
-    trigger = Trigger.MESSAGE_SENT if fields["role"] is Role.USER else Trigger.MESSAGE_RECEIVED
-    return _history(stack)._save_at_once(_identity(caller), UUID(chat_id), message, trigger, **fields)
+    message = fields.pop("message", uuid.uuid4())
+    new = paths.history.new_message(chat_id=chat_id, message_id=str(message), **fields)
+    return paths.save(path, _identity(caller), new)
 
 
 def _rows(stack: Stack, caller: Caller, chat_id: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -65,11 +108,13 @@ def _rows(stack: Stack, caller: Caller, chat_id: str) -> dict[str, list[tuple[An
         return {name: admin.execute(sql, params).fetchall() for name, sql in tables.items()}
 
 
-def test_an_ordinary_save_writes_what_the_general_path_writes(stack: Stack, caller: Caller) -> None:
+def test_an_ordinary_save_writes_what_the_general_path_writes(
+    stack: Stack, caller: Caller, paths: Paths, path: str
+) -> None:
     fast, slow = str(uuid.uuid4()), str(uuid.uuid4())
     for chat in (fast, slow):  # each chat's first save registers it: the general path
         caller.save(chat, "first")
-    saved = _at_once(stack, caller, fast)
+    saved = _at_once(paths, path, caller, fast)
     assert saved is not None, "an ordinary save took the general path"
     version, snapshot = saved
     # The same message through the general path, as History.save_message takes it for a save
@@ -115,15 +160,15 @@ def _snapshots(stack: Stack, caller: Caller, chat_id: str) -> int:
     return len(_rows(stack, caller, chat_id)["tm_snapshots"])
 
 
-def test_a_new_chat_is_left_to_the_general_path(stack: Stack, caller: Caller) -> None:
+def test_a_new_chat_is_left_to_the_general_path(stack: Stack, caller: Caller, paths: Paths, path: str) -> None:
     chat = str(uuid.uuid4())
-    assert _at_once(stack, caller, chat) is None
+    assert _at_once(paths, path, caller, chat) is None
     assert _rows(stack, caller, chat)["tm_chats"] == []
 
 
 @pytest.mark.parametrize("case", ["expected_version", "request_id", "message_id", "deleted"])
 def test_what_is_not_ordinary_is_left_to_the_general_path_with_nothing_written(
-    stack: Stack, caller: Caller, case: str
+    stack: Stack, caller: Caller, paths: Paths, path: str, case: str
 ) -> None:
     chat = str(uuid.uuid4())
     first = caller.save(chat, "first", request_id="r-1")
@@ -137,11 +182,13 @@ def test_what_is_not_ordinary_is_left_to_the_general_path_with_nothing_written(
     else:
         caller.stub.DeleteChat(api.DeleteChatRequest(chat_id=chat), metadata=caller.md)
     before = _rows(stack, caller, chat)
-    assert _at_once(stack, caller, chat, **kw) is None
+    assert _at_once(paths, path, caller, chat, **kw) is None
     assert _rows(stack, caller, chat) == before
 
 
-def test_saves_that_race_on_one_chat_number_their_versions_without_a_gap(stack: Stack, caller: Caller) -> None:
+def test_saves_that_race_on_one_chat_number_their_versions_without_a_gap(
+    stack: Stack, caller: Caller, paths: Paths, path: str
+) -> None:
     chat = str(uuid.uuid4())
     caller.save(chat, "first")
     errors: list[BaseException] = []
@@ -149,7 +196,7 @@ def test_saves_that_race_on_one_chat_number_their_versions_without_a_gap(stack: 
     def writer(n: int) -> None:
         try:
             for i in range(15):
-                assert _at_once(stack, caller, chat, content=f"w{n} {i}") is not None
+                assert _at_once(paths, path, caller, chat, content=f"w{n} {i}") is not None
         except BaseException as exc:  # reported below
             errors.append(exc)
 

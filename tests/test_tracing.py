@@ -104,6 +104,24 @@ def test_a_save_is_a_server_span_over_its_statements_in_the_callers_trace(traced
         assert not any(SECRET in v for v in _values(s)), s.name
 
 
+def test_a_save_on_the_event_loop_has_its_statement_beneath_it(traced: Traced) -> None:
+    """An ordinary save (a new message in an existing chat) runs on the event loop with an asyncio
+    connection (service/async_database.py): its statement is a span of the call's trace all the same."""
+    chat_id = str(uuid.uuid4())
+    request = api.SaveMessageRequest(chat_id=chat_id, role=pb.MESSAGE_ROLE_USER, content="first")
+    traced.stub.SaveMessage(request, metadata=traced.md)  # a new chat: the general path
+    traced.exporter.clear()
+    request = api.SaveMessageRequest(chat_id=chat_id, role=pb.MESSAGE_ROLE_USER, content=SECRET)
+    assert traced.stub.SaveMessage(request, metadata=traced.md).snapshot.version == 2
+    span = traced.server_span("SaveMessage")
+    statements = traced.children(span)
+    assert all(s.kind is SpanKind.CLIENT and s.context.trace_id == span.context.trace_id for s in statements)
+    texts = [v for s in statements for v in _values(s)]
+    assert any("WITH h AS" in v and "INSERT INTO tm_snapshots" in v for v in texts), texts
+    for s in traced.spans():
+        assert not any(SECRET in v for v in _values(s)), s.name
+
+
 def test_an_upload_has_s3_spans_and_a_mistake_is_not_a_server_error(traced: Traced) -> None:
     chat_id = str(uuid.uuid4())
     traced.stub.UploadFile(upload_stream(chat_id, "notes.txt", b"x" * 5000), metadata=traced.md)
