@@ -20,7 +20,7 @@ import contextlib
 import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import grpc
@@ -37,6 +37,9 @@ class SyncContext:
         self._loop = loop
         self._ended = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
+        # cancel()'s abort: the call's one (grpc.aio allows one), which the handler then ends with.
+        self._aborting: Future[None] | None = None
+        self._lock = threading.RLock()
 
     def end(self) -> None:
         """The call finished or its caller left: is_active() turns false and callbacks run."""
@@ -54,18 +57,31 @@ class SyncContext:
         return True
 
     def cancel(self) -> None:
-        """End the call with CANCELLED (the idle guard's way to drop a stalled transfer)."""
-        self.end()
-        asyncio.run_coroutine_threadsafe(self._abort_quietly(grpc.StatusCode.CANCELLED, "cancelled"), self._loop)
+        """End the call with CANCELLED (the idle guard's way to drop a stalled transfer).
 
-    async def _abort_quietly(self, code: grpc.StatusCode, details: str) -> None:
-        with contextlib.suppress(Exception):
-            await self._context.abort(code, details)
+        The handler, still running, sees is_active() turn false first, so what
+        it was waiting for failing under it reads as its caller gone (CallerGone).
+        """
+        with self._lock:
+            self.end()
+            abort = self._context.abort(grpc.StatusCode.CANCELLED, "cancelled")
+            self._aborting = asyncio.run_coroutine_threadsafe(abort, self._loop)
+
+    def _end_as_cancelled(self) -> None:
+        """After cancel(), the handler's own abort ends it with cancel()'s: its error is the one grpc.aio
+        expects the handler to raise, where a second abort would fail ("Abort already called!")."""
+        with self._lock:
+            aborting = self._aborting
+        if aborting is not None:
+            aborting.result()  # raises the abort's error
+            raise CallerGone()  # the call had ended before the abort
 
     def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        self._end_as_cancelled()
         asyncio.run_coroutine_threadsafe(self._context.abort(code, details), self._loop).result()
 
     def abort_with_status(self, status: Any) -> None:
+        self._end_as_cancelled()
         coroutine = self._context.abort(status.code, status.details, tuple(status.trailing_metadata or ()))
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
@@ -120,6 +136,12 @@ def _requests(messages: AsyncIterator[Any], loop: asyncio.AbstractEventLoop, syn
                 if not sync.is_active():
                     pending.cancel()
                     raise CallerGone() from None
+            except Exception:
+                # The call was ended under the wait (the idle guard's cancel aborts it, and the read
+                # fails with grpc.aio's AbortError): its caller is gone, no failure of ours.
+                if not sync.is_active():
+                    raise CallerGone() from None
+                raise
         if message is _DONE:
             return
         yield message

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import psycopg
@@ -31,6 +31,8 @@ from server.bootstrap import Runtime
 from service.config import Settings
 from service.database import APP_ROLE
 from tests import processes
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -238,14 +240,20 @@ def incomplete_uploads(stack: Stack) -> list[Any]:
     return uploads
 
 
+def when_a_slot_frees(call: Callable[[], T], within: float) -> T:
+    """`call`, retried while the server answers UNAVAILABLE (its transfer slots are taken), for `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
+            time.sleep(0.1)
+
+
 def download_when_a_slot_frees(
     stub: service_pb2_grpc.TimeMachineServiceStub, file_id: str, md: Any, within: float
 ) -> bytes:
     """DownloadFile, retried while the server answers UNAVAILABLE (its transfer slots are taken), for `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return b"".join(r.chunk for r in stub.DownloadFile(api.DownloadFileRequest(file_id=file_id), metadata=md))
-        except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
-            time.sleep(0.1)
+    request = api.DownloadFileRequest(file_id=file_id)
+    return when_a_slot_frees(lambda: b"".join(r.chunk for r in stub.DownloadFile(request, metadata=md)), within)
