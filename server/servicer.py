@@ -76,8 +76,11 @@ def _options(request: Any) -> WriteOptions:
 def _framed(stream: ExportStream, message: Any) -> Iterator[Any]:
     """An export stream as the contract frames it: header, bare chunks
     (encoded by server/app.py, chunked_streams), trailer."""
-    yield message(file_name=stream.file_name, mime_type=stream.mime_type)
-    yield from stream
+    try:
+        yield message(file_name=stream.file_name, mime_type=stream.mime_type)
+        yield from stream
+    finally:  # a caller that leaves before the first chunk: the stream never started, nothing else frees it
+        stream.close()
     yield message(size_bytes=stream.size_bytes, sha256=stream.sha256)
 
 

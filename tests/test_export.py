@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -10,6 +11,7 @@ import threading
 import time
 import urllib.request
 import uuid
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -291,6 +293,24 @@ def test_a_pdf_of_more_text_than_the_limit_is_refused(stack: Stack, caller: Call
     assert b"message 2" in b"".join(html)  # other formats have no such limit
     roomy = Exporter(stack.stores.db, stack.stores.vault, pdf_max_text_bytes=10_000)
     assert b"".join(roomy.render(roomy.plan(who, request))).startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("kind", ["zip", "json"])
+def test_an_export_closed_unread_frees_what_it_holds(stack: Stack, caller: Caller, chat_id: str, kind: str) -> None:
+    """Its caller left before the first chunk, or the vault refused the bundle's upload: the stream is
+    closed unread. Before, its spooled files stayed open until the garbage collector found them (a
+    ResourceWarning each, which failed a fault test's run)."""
+    caller.save(chat_id, "hello " * 100)
+    caller.upload(chat_id, "a.bin", b"x" * 1000)
+    exporter = Exporter(stack.stores.db, stack.stores.vault)
+    who = Identity(uuid.UUID(caller.tenant_id), uuid.UUID(caller.user_id))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        stream = exporter.render(exporter.plan(who, ExportRequest(chat_id, kind, True, False, "", "")))
+        stream.close()
+        del stream
+        gc.collect()
+    assert not [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_bad_export_requests(caller: Caller, other: Caller, chat_id: str) -> None:

@@ -3,6 +3,7 @@ DownloadExport hand the result out until it expires."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -293,14 +294,15 @@ class ExportWorker:
             self.sweeper.discard(tenant_id, (StoredObject(*stored),), "superseded_export")
 
     def _store(self, stream: ExportStream, tenant_id: UUID, bundle_id: UUID, lease: _Lease) -> tuple[str, str]:
-        writer = self.vault.writer(f"tenants/{tenant_id}/exports/{bundle_id}/{uuid.uuid4()}", stream.mime_type)
-        try:
-            for chunk in stream:
+        with contextlib.closing(stream):  # also when the vault refuses the upload before a byte is read
+            writer = self.vault.writer(f"tenants/{tenant_id}/exports/{bundle_id}/{uuid.uuid4()}", stream.mime_type)
+            try:
+                for chunk in stream:
+                    lease.check()
+                    writer.write(chunk)
                 lease.check()
-                writer.write(chunk)
-            lease.check()
-            stored = writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
+                stored = writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
         return stored.key, stored.version_id

@@ -84,16 +84,33 @@ class ExportPlan:
     to_snapshot_id: UUID
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass
 class ExportStream:
-    """The rendered bytes, in chunks of at most 1 MiB; size and sha256 once read."""
+    """The rendered bytes, in chunks of at most 1 MiB; size and sha256 once read.
+
+    Its holder closes it (close(), or contextlib.closing): read to the end,
+    stopped early, or never read at all (its caller left, the vault refused
+    the upload), what the source holds (spooled files, open media) is freed.
+    A generator never started cannot do that itself: closing it skips its body.
+    """
 
     file_name: str
     mime_type: str
     source: Iterator[bytes]
+    release: Callable[[], None] = _nothing  # frees what `source` holds; safe to call more than once
     size_bytes: int = 0
     sha256: str = ""
     _digest: BackgroundDigest | None = None
+
+    def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
+        self.release()
 
     def __iter__(self) -> Iterator[bytes]:
         # Small pieces (zip headers) are gathered; pieces of a full chunk pass
@@ -118,6 +135,7 @@ class ExportStream:
             self.sha256 = self._digest.hexdigest()
         finally:
             self._digest.close()  # a reader that stops early leaves no thread behind
+            self.release()
 
     def _count(self, chunk: bytes) -> bytes:
         assert self._digest is not None
@@ -266,8 +284,13 @@ class Exporter:
                         renderer.close()
                 raise
         name = f"chat-{str(plan.chat_id)[:8]}-v{header.snapshot.version}.{extension}"
+
+        def release_spools() -> None:
+            for spool in spools.values():
+                spool.close()
+
         if plan.format != "zip":
-            return ExportStream(name, mime_type, _read(spools[plan.format]))
+            return ExportStream(name, mime_type, _read(spools[plan.format]), release_spools)
         entries = [archive.Entry(path, _read(spools[kind]), compress=True) for path, kind in ZIP_DOCUMENTS]
         media = [f.file for f in header.files if f.path]
         # Each object's GET is a round trip before its first byte, and a
@@ -286,7 +309,14 @@ class Exporter:
             )
             for index, f in enumerate(f for f in header.files if f.path)
         ]
-        return ExportStream(name, mime_type, _closing(archive.stream_zip(entries, header.exported_at), bodies.close))
+
+        def release() -> None:
+            release_spools()
+            bodies.close()
+
+        return ExportStream(
+            name, mime_type, _closing(archive.stream_zip(entries, header.exported_at), release), release
+        )
 
     def _renderer(self, kind: str, sink: IO[bytes]) -> Renderer:
         if kind == "pdf":
