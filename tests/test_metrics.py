@@ -84,6 +84,11 @@ def test_a_scrape_counts_the_calls_made(measured: tuple[App, Caller]) -> None:
     assert samples[("grpc_server_started_total", call("server_stream", "WatchChat"))] == 1
     assert samples[("tm_watch_slots_in_use", frozenset())] == 1
     assert samples[("tm_db_pool_connections_in_use", frozenset({("pool", "primary")}))] >= 0
+    # The event loop's own pool (SaveMessage's ordinary case) is measured too: it keeps one connection open.
+    loop_pool = frozenset({("pool", "primary_loop")})
+    assert (
+        samples[("tm_db_pool_connections_in_use", loop_pool)] + samples[("tm_db_pool_connections_idle", loop_pool)] >= 1
+    )
     assert ("tm_export_queue_depth", frozenset()) in samples
 
     def grew(name: str, label: str, value: str) -> float:
