@@ -68,6 +68,7 @@ class History:
         options: WriteOptions,
         attachments: list[AttachmentRequest] | None = None,
     ) -> NewMessage:
+        """A SaveMessage's fields, checked (every bad one reported at once: InvalidArgument), before either path."""
         check = Checker()
         chat = self._check_write(check, chat_id, options)
         references.check(check, attachments or [])
