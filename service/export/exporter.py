@@ -156,14 +156,6 @@ def _close_body(opened: Any) -> None:
         opened.close()
 
 
-def _closing(source: Iterator[bytes], close: Callable[[], None]) -> Iterator[bytes]:
-    """`source`, then `close()`, also when the reader stops early."""
-    try:
-        yield from source
-    finally:
-        close()
-
-
 def _read(spool: IO[bytes]) -> Iterator[bytes]:
     spool.seek(0)
     try:
@@ -314,9 +306,8 @@ class Exporter:
             release_spools()
             bodies.close()
 
-        return ExportStream(
-            name, mime_type, _closing(archive.stream_zip(entries, header.exported_at), release), release
-        )
+        # Released when read to the end, stopped early or closed unread (ExportStream).
+        return ExportStream(name, mime_type, archive.stream_zip(entries, header.exported_at), release)
 
     def _renderer(self, kind: str, sink: IO[bytes]) -> Renderer:
         if kind == "pdf":
