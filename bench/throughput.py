@@ -12,7 +12,15 @@ figure is the median of its rounds):
   unary echo served by grpcio: `server_cpu_per_write_over_echo`; and over
   the same echo served as our server serves a call (grpc.aio, the handler
   bridged to a pool thread): `server_cpu_per_write_over_bridged_echo`, what
-  our code adds beyond the architecture.
+  our code adds beyond the architecture;
+- the same over SaveMessage served with nothing but the libraries we build
+  on (bench/floor.py: grpc.aio and psycopg's asyncio pipeline, the same
+  statement): `server_cpu_per_write_over_library_floor`, what our own code
+  adds; and that floor's CPU over the echo's,
+  `library_floor_cpu_per_write_over_echo`, the lowest
+  `server_cpu_per_write_over_echo` these libraries allow. Its rate over the
+  raw one, `library_floor_write_ratio_vs_raw_psycopg`, is the same bound for
+  `write_ratio_vs_raw_psycopg`.
 """
 
 from __future__ import annotations
@@ -32,10 +40,12 @@ from typing import Any
 
 import grpc
 
+from bench.floor import FloorServer
 from bench.load import ECHO
 from bench.quiet import quiesce
 from server.bootstrap import Runtime
 from server.bridge import bridge
+from service.async_database import loop_pool_size
 
 THREADS = 8
 SECONDS = float(os.environ.get("TM_BENCH_THROUGHPUT_SECONDS", "4"))
@@ -79,6 +89,8 @@ def _load(kind: str, target: str, tenant: str, runtime: Runtime) -> dict[str, An
     )
     pg_after, server_after = postgres_cpu(runtime), server_cpu()
     result: dict[str, Any] = json.loads(reply.stdout)
+    if not result["calls"]:  # every thread failed on its first call: say so rather than divide by zero
+        raise RuntimeError(f"the {kind} load at {target} made no calls: {reply.stderr[-2000:]}")
     result["server_cpu"] = server_after - server_before
     result["pg_cpu"] = None if pg_before is None or pg_after is None else pg_after - pg_before
     return result
@@ -132,6 +144,7 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     tenant = str(uuid.uuid4())
     echo_server, echo_address = _echo_server()
     bridged = _BridgedEcho()
+    floor = FloorServer(runtime.database_url, loop_pool_size(runtime.settings.db_pool_max))
     # name: (the load bench/load.py runs, its target)
     kinds = {
         "save": ("save", address),
@@ -139,6 +152,7 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
         "lean": ("lean", runtime.database_url),
         "echo": ("echo", echo_address),
         "aio_echo": ("echo", bridged.address),
+        "floor": ("save", floor.address),
     }
     rounds: list[dict[str, dict[str, Any]]] = []
     try:
@@ -147,6 +161,7 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     finally:
         echo_server.stop(grace=1)
         bridged.stop()
+        floor.stop()
 
     def median(figure: Callable[[dict[str, Any]], float], kind: str) -> float:
         return statistics.median(figure(run[kind]) for run in rounds)
@@ -167,6 +182,12 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     # The same figure against an echo served the way our server serves (see _BridgedEcho).
     results["server_cpu_ms_per_bridged_echo"] = round(per_call["aio_echo"] * 1000, 3)
     results["server_cpu_per_write_over_bridged_echo"] = round(per_call["save"] / per_call["aio_echo"], 2)
+    # Both against what grpc.aio and psycopg cost for the same write with none of our code (bench/floor.py).
+    results["library_floor_writes_per_s"] = round(rate["floor"])
+    results["library_floor_write_ratio_vs_raw_psycopg"] = round(rate["floor"] / rate["raw"], 2)
+    results["server_cpu_ms_per_library_floor_write"] = round(per_call["floor"] * 1000, 3)
+    results["library_floor_cpu_per_write_over_echo"] = round(per_call["floor"] / per_call["echo"], 2)
+    results["server_cpu_per_write_over_library_floor"] = round(per_call["save"] / per_call["floor"], 2)
     if rounds[0]["save"]["pg_cpu"] is not None:
         pg = {kind: median(lambda r: r["pg_cpu"] / r["calls"], kind) for kind in ("save", "raw", "lean")}
         results["pg_cpu_ms_per_save"] = round(pg["save"] * 1000, 3)
