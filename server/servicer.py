@@ -160,9 +160,9 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         answer.attachments.extend(convert.attachment(ref) for ref in message.attachments)
         return api.SaveMessageResponse(message=answer, snapshot=convert.snapshot(snapshot))
 
-    def EditMessage(self, request: api.EditMessageRequest, context: Any) -> api.EditMessageResponse:
-        message, snapshot = self.p.history.edit_message(
-            identity.current(),
+    async def EditMessage(self, request: api.EditMessageRequest, context: Any) -> api.EditMessageResponse:
+        # On the event loop, as SaveMessage: the ordinary edit is one statement awaited there.
+        edit = self.p.history.new_edit(
             chat_id=request.chat_id,
             message_id=request.message_id,
             content=request.content,
@@ -170,6 +170,7 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
             options=_options(request),
             attachments=convert.attachment_requests(request.attachments),
         )
+        message, snapshot = await self.p.history.edit_message_async(identity.current(), edit)
         answer = convert.message(message.entry())
         answer.attachments.extend(convert.attachment(ref) for ref in message.attachments)
         return api.EditMessageResponse(message=answer, snapshot=convert.snapshot(snapshot))

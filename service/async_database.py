@@ -1,6 +1,6 @@
-"""The write path's one-round-trip statement, run on the gRPC server's event loop.
+"""The write path's one-round-trip statements, run on the gRPC server's event loop.
 
-An ordinary SaveMessage is one statement in one round trip (Database.at_once).
+An ordinary SaveMessage or EditMessage is one statement in one round trip (Database.at_once).
 Run from a pool thread, as every other call is, it paid twice for the hop: the
 loop handing the call to a thread and back, and the two threads taking turns
 at Python's lock around each of the driver's waits. Awaited on the loop

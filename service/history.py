@@ -43,6 +43,18 @@ class NewMessage:
         return Trigger.MESSAGE_SENT if self.role is Role.USER else Trigger.MESSAGE_RECEIVED
 
 
+@dataclass(frozen=True)
+class MessageEdit:
+    """An EditMessage's fields, checked."""
+
+    chat: UUID
+    message: UUID
+    content: str
+    edit_reason: str
+    options: WriteOptions
+    attachments: list[AttachmentRequest]
+
+
 class History:
     def __init__(self, db: Database, max_message_bytes: int, loop_db: AsyncDatabase | None = None) -> None:
         self.db = db
@@ -171,9 +183,8 @@ class History:
         )
         return version, snapshot
 
-    def edit_message(
+    def new_edit(
         self,
-        identity: Identity,
         *,
         chat_id: str,
         message_id: str,
@@ -181,7 +192,8 @@ class History:
         edit_reason: str,
         options: WriteOptions,
         attachments: list[AttachmentRequest] | None = None,
-    ) -> tuple[MessageVersion, Snapshot]:
+    ) -> MessageEdit:
+        """An EditMessage's fields, checked (every bad one reported at once: InvalidArgument), before either path."""
         check = Checker()
         chat = self._check_write(check, chat_id, options)
         references.check(check, attachments or [])
@@ -190,9 +202,46 @@ class History:
         check.text("edit_reason", edit_reason)
         check.done()
         assert chat is not None and message is not None
+        return MessageEdit(chat, message, content, edit_reason, options, attachments or [])
+
+    def edit_message(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
+        """A message's new version (checked by new_edit): the ordinary case in one round trip, else a transaction."""
+        return self._edit_at_once(identity, edit) or self._edit_in_transaction(identity, edit)
+
+    async def edit_message_async(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
+        """edit_message for the event loop, as save_message_async."""
+        edited = await self._edit_at_once_async(identity, edit)
+        if edited is None:
+            edited = await asyncio.to_thread(self._edit_in_transaction, identity, edit)
+        return edited
+
+    def _edit_at_once(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot] | None:
+        """The ordinary case in one round trip (edit_message in service/sql/history.sql); None: not
+        ordinary, nothing written."""
+        if edit.attachments:
+            return None
+        version_id = uuid4()
+        row = self.db.at_once(identity.tenant_id, "edit_message", _edit_at_once(identity, edit, version_id), tuple)
+        return None if row is None else self._edited(identity, edit, version_id, row)
+
+    async def _edit_at_once_async(
+        self, identity: Identity, edit: MessageEdit
+    ) -> tuple[MessageVersion, Snapshot] | None:
+        """_edit_at_once on the event loop (service/async_database.py)."""
+        if edit.attachments or self.loop_db is None:
+            return None
+        version_id = uuid4()
+        params = _edit_at_once(identity, edit, version_id)
+        row = await self.loop_db.at_once(identity.tenant_id, "edit_message", params, tuple)
+        return None if row is None else self._edited(identity, edit, version_id, row)
+
+    def _edit_in_transaction(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
+        """The general path: a missing or deleted chat or message, a replay, another version expected,
+        attachments given or kept."""
+        chat, message = edit.chat, edit.message
         with self.db.transaction(identity.tenant_id) as tx:
             try:
-                write = open_write(tx, identity, chat, options, (Trigger.MESSAGE_EDITED,), register=False)
+                write = open_write(tx, identity, chat, edit.options, (Trigger.MESSAGE_EDITED,), register=False)
             except Replay as replay:
                 return self._replayed_message(write_tx=tx, identity=identity, snapshot=replay.snapshot)
             head, current = write.live_message(message)
@@ -200,24 +249,56 @@ class History:
                 message,
                 head,
                 role=current.role,
-                content=content,
+                content=edit.content,
                 model_id=current.model_id,
                 metadata=current.metadata,
                 tokens=current.tokens,
                 is_deleted=False,
-                edit_reason=edit_reason,
+                edit_reason=edit.edit_reason,
                 # None keeps the references of the version edited.
-                attachments=references.resolve(tx, identity, chat, attachments) if attachments else None,
+                attachments=references.resolve(tx, identity, chat, edit.attachments) if edit.attachments else None,
             )
             snapshot, written = write.commit(
                 Trigger.MESSAGE_EDITED,
                 trigger_message_id=message,
-                description=edit_reason or "message edited",
+                description=edit.edit_reason or "message edited",
             )
             if staged.attachments is None and write.head.has_attachments:
                 kept = references.of_versions(tx, identity.tenant_id, chat, [str(staged.id)])
                 written[0].attachments = kept.get(str(staged.id), [])
             return written[0], snapshot
+
+    def _edited(
+        self, identity: Identity, edit: MessageEdit, version_id: UUID, row: tuple[Any, ...]
+    ) -> tuple[MessageVersion, Snapshot]:
+        """What edit_message (service/sql/history.sql) wrote, from the row it returned: the snapshot's
+        columns, then the new version's position, version, role, model id, metadata, tokens and
+        original time."""
+        self.db.snapshots.add(Trigger.MESSAGE_EDITED.value)
+        snapshot = Snapshot(*row[:-7])
+        position, version_number, role, model_id, metadata, tokens, original_created_at = row[-7:]
+        version = MessageVersion(
+            id=version_id,
+            tenant_id=snapshot.tenant_id,
+            chat_id=snapshot.chat_id,
+            message_id=edit.message,
+            snapshot_id=snapshot.id,
+            chat_version=snapshot.version,
+            version=version_number,
+            position=position,
+            role=role,
+            content=edit.content,
+            model_id=model_id,
+            metadata=metadata,
+            tokens=tokens,
+            is_deleted=False,
+            edit_reason=edit.edit_reason,
+            edited_by=identity.user_id,
+            created_at=snapshot.created_at,
+            original_created_at=original_created_at,
+            is_active=True,
+        )
+        return version, snapshot
 
     def delete_message(self, identity: Identity, *, chat_id: str, message_id: str, options: WriteOptions) -> Snapshot:
         check = Checker()
@@ -308,4 +389,15 @@ def _at_once(identity: Identity, new: NewMessage, version_id: UUID) -> dict[str,
         "metadata": Jsonb(new.metadata), "tokens": new.tokens, "trigger": new.trigger.value,
         "trigger_description": f"{new.role.value} message saved", "user_id": identity.user_id,
         "request_id": new.options.request_id or None, "expected_version": new.options.expected_version,
+    }  # fmt: skip
+
+
+def _edit_at_once(identity: Identity, edit: MessageEdit, version_id: UUID) -> dict[str, Any]:
+    """edit_message's parameters (service/sql/history.sql): the ordinary case written in one statement,
+    as the general path writes it. Not ordinary, it writes nothing and the general path runs."""
+    return {
+        "tenant_id": identity.tenant_id, "chat_id": edit.chat, "id": uuid4(), "version_id": version_id,
+        "message_id": edit.message, "content": edit.content, "edit_reason": edit.edit_reason,
+        "trigger_description": edit.edit_reason or "message edited", "user_id": identity.user_id,
+        "request_id": edit.options.request_id or None, "expected_version": edit.options.expected_version,
     }  # fmt: skip

@@ -88,3 +88,25 @@ def test_the_sql_state_sum_carries_and_wraps(
 ) -> None:
     row = conn.execute("select tm_state_add(%s, %s)", (checksum.to_hex(state), checksum.to_hex(element))).fetchone()
     assert row is not None and row[0] == checksum.to_hex(state + element)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(state=HEX, element=HEX)
+def test_the_sql_state_difference_is_the_python_one(
+    conn: psycopg.Connection[tuple[object, ...]], state: int, element: int
+) -> None:
+    """migrations/021's tm_state_sub, which EditMessage's one-statement path uses, is StateSum.remove."""
+    expected = checksum.StateSum(state)
+    expected.remove(element)
+    row = conn.execute("select tm_state_sub(%s, %s)", (checksum.to_hex(state), checksum.to_hex(element))).fetchone()
+    assert row is not None and row[0] == expected.hex
+
+
+@pytest.mark.parametrize(
+    ("state", "element"), [(0, 0), (0, 1), (1, 2**256 - 1), (2**64, 1), (2**255, 2**255 + 1), (5, 5)]
+)
+def test_the_sql_state_difference_borrows_and_wraps(
+    conn: psycopg.Connection[tuple[object, ...]], state: int, element: int
+) -> None:
+    row = conn.execute("select tm_state_sub(%s, %s)", (checksum.to_hex(state), checksum.to_hex(element))).fetchone()
+    assert row is not None and row[0] == checksum.to_hex(state - element)

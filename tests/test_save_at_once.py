@@ -1,6 +1,7 @@
-"""SaveMessage's ordinary case in one round trip (save_message in service/sql/history.sql).
+"""SaveMessage's and EditMessage's ordinary cases in one round trip (save_message and
+edit_message in service/sql/history.sql).
 
-It must write exactly what the general path (service/writes.py) writes, the
+Each must write exactly what the general path (service/writes.py) writes, the
 checksum computed in SQL included, and leave every case that is not ordinary
 to the general path having written nothing.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +23,7 @@ from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from service import checksum
 from service.async_database import AsyncDatabase
-from service.history import History, NewMessage
+from service.history import History, MessageEdit, NewMessage
 from service.models import Identity, Role, Trigger
 from service.writes import WriteOptions, open_write
 from tests.conftest import Caller, Stack
@@ -53,6 +55,17 @@ class Paths:
         if path == "blocking":
             return self.history._save_at_once(identity, new)
         return self._run(self.history._save_at_once_async(identity, new))
+
+    def edit(self, path: str, identity: Identity, edit: MessageEdit) -> Any:
+        if path == "blocking":
+            return self.history._edit_at_once(identity, edit)
+        return self._run(self.history._edit_at_once_async(identity, edit))
+
+    def edit_either_way(self, path: str, identity: Identity, edit: MessageEdit) -> Any:
+        """History.edit_message: one round trip, or the general path when that writes nothing."""
+        if path == "blocking":
+            return self.history.edit_message(identity, edit)
+        return self._run(self.history.edit_message_async(identity, edit))
 
     def close(self) -> None:
         self._run(self.loop_db.close())
@@ -186,26 +199,35 @@ def test_what_is_not_ordinary_is_left_to_the_general_path_with_nothing_written(
     assert _rows(stack, caller, chat) == before
 
 
-def test_saves_that_race_on_one_chat_number_their_versions_without_a_gap(
-    stack: Stack, caller: Caller, paths: Paths, path: str
-) -> None:
-    chat = str(uuid.uuid4())
-    caller.save(chat, "first")
+def _in_threads(count: int, work: Any) -> None:
+    """work(0) … work(count - 1) at once, each in a thread; the first failure is the test's."""
     errors: list[BaseException] = []
 
-    def writer(n: int) -> None:
+    def run(n: int) -> None:
         try:
-            for i in range(15):
-                assert _at_once(paths, path, caller, chat, content=f"w{n} {i}") is not None
+            work(n)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert not errors, errors[:1]
+
+
+def test_saves_that_race_on_one_chat_number_their_versions_without_a_gap(
+    stack: Stack, caller: Caller, paths: Paths, path: str
+) -> None:
+    chat = str(uuid.uuid4())
+    caller.save(chat, "first")
+
+    def writer(n: int) -> None:
+        for i in range(15):
+            assert _at_once(paths, path, caller, chat, content=f"w{n} {i}") is not None
+
+    _in_threads(6, writer)
     rows = _rows(stack, caller, chat)
     assert [row[0] for row in rows["tm_snapshots"]] == list(range(1, 92))
     assert [row[0] for row in rows["tm_messages"]] == list(range(1, 92))
@@ -218,3 +240,157 @@ def test_a_statement_that_would_commit_half_a_write_fails_instead(stack: Stack) 
         assert conn.execute("select tm_invariant(true, 'fine')").fetchone() == (True,)
         with pytest.raises(psycopg.errors.InternalError_, match="invariant broken: the head"):
             conn.execute("select tm_invariant(1 = 0, 'the head')")
+
+
+def _edit_at_once(paths: Paths, path: str, caller: Caller, chat_id: str, message_id: str, **kw: Any) -> Any:
+    fields: dict[str, Any] = {"content": f"{NASTY} edited", "edit_reason": "typo", "options": WriteOptions()} | kw
+    edit = paths.history.new_edit(chat_id=chat_id, message_id=message_id, **fields)
+    return paths.edit(path, _identity(caller), edit)
+
+
+def _chat_with_a_message(caller: Caller) -> tuple[str, str]:
+    """A chat of two messages; the id of the first, an assistant's with metadata, model and tokens."""
+    chat = str(uuid.uuid4())
+    first = caller.save(chat, "hello", role=pb.MESSAGE_ROLE_ASSISTANT, model_id="model-x", tokens=7)
+    caller.save(chat, "second")
+    return chat, first.message.message_id
+
+
+def test_an_ordinary_edit_writes_what_the_general_path_writes(
+    stack: Stack, caller: Caller, paths: Paths, path: str
+) -> None:
+    (fast, fast_message), (slow, slow_message) = _chat_with_a_message(caller), _chat_with_a_message(caller)
+    edited = _edit_at_once(paths, path, caller, fast, fast_message)
+    assert edited is not None, "an ordinary edit took the general path"
+    version, snapshot = edited
+    general = paths.history.new_edit(
+        chat_id=slow, message_id=slow_message, content=f"{NASTY} edited", edit_reason="typo", options=WriteOptions()
+    )
+    paths.history._edit_in_transaction(_identity(caller), general)
+    fast_rows, slow_rows = _rows(stack, caller, fast), _rows(stack, caller, slow)
+    for rows in (fast_rows, slow_rows):  # element hashes and checksums depend on the message ids
+        for table in ("tm_chats", "tm_snapshots", "tm_messages"):
+            rows[table] = [tuple(v for v in row if not (isinstance(v, str) and len(v) == 64)) for row in rows[table]]
+    assert fast_rows == slow_rows
+    # The old version's search document is no longer current; the new one is.
+    assert sorted(row[2] for row in fast_rows["tm_search_documents"]) == [False, True, True]
+    assert (version.version, version.position, snapshot.version, snapshot.trigger) == (2, 1, 3, "message_edited")
+    assert (version.role, version.model_id, version.tokens, version.edit_reason, version.content) == (
+        "assistant",
+        "model-x",
+        7,
+        "typo",
+        f"{NASTY} edited",
+    )
+    assert (snapshot.message_count, snapshot.total_tokens, snapshot.trigger_description) == (2, 7, "typo")
+    # What the call answers is what a read of the chat finds, and the checksum is service/checksum.py's.
+    chat = caller.stub.GetChat(api.GetChatRequest(chat_id=fast), metadata=caller.md)
+    read = chat.messages[0]
+    assert (read.id, read.version, read.content, read.edit_reason) == (str(version.id), 2, version.content, "typo")
+    assert read.original_created_at.ToDatetime(tzinfo=version.original_created_at.tzinfo) == (
+        version.original_created_at
+    )
+    state = checksum.StateSum()
+    for position, m in enumerate(chat.messages, 1):
+        role = "user" if m.role == pb.MESSAGE_ROLE_USER else "assistant"
+        state.add(checksum.message_element(UUID(m.message_id), position, role, m.content))
+    assert snapshot.checksum == state.hex == chat.snapshot.checksum
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=fast, check_content=True), metadata=caller.md).ok
+    # The general path goes on from the head the statement left.
+    caller.delete(fast, fast_message)
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=fast, check_content=True), metadata=caller.md).ok
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["expected_version", "request_id", "unknown_message", "deleted_message", "deleted_chat", "attachments", "no_chat"],
+)
+def test_an_edit_that_is_not_ordinary_is_left_to_the_general_path_with_nothing_written(
+    stack: Stack, caller: Caller, paths: Paths, path: str, case: str
+) -> None:
+    chat, message = _chat_with_a_message(caller)
+    caller.edit(chat, message, "edited once", request_id="r-1")
+    kw: dict[str, Any] = {}
+    if case == "expected_version":
+        kw["options"] = WriteOptions(expected_version=2)
+    elif case == "request_id":
+        kw["options"] = WriteOptions(request_id="r-1")
+    elif case == "unknown_message":
+        message = str(uuid.uuid4())
+    elif case == "deleted_message":
+        caller.delete(chat, message)
+    elif case == "deleted_chat":
+        caller.stub.DeleteChat(api.DeleteChatRequest(chat_id=chat), metadata=caller.md)
+    elif case == "attachments":  # a chat with attachments: the edit carries the version's references over
+        uploaded = caller.upload(chat, "notes.txt", b"some notes").file
+        reference = pb.Attachment(file_id=uploaded.id, reference_type=pb.REFERENCE_TYPE_ATTACHMENT)
+        caller.save(chat, "see the file", attachments=[reference])
+    else:
+        chat = str(uuid.uuid4())
+    before = _rows(stack, caller, chat)
+    assert _edit_at_once(paths, path, caller, chat, message, **kw) is None
+    assert _rows(stack, caller, chat) == before
+
+
+def test_edits_that_race_on_one_message_number_its_versions_without_a_gap(
+    stack: Stack, caller: Caller, paths: Paths, path: str
+) -> None:
+    """An edit whose message moved while it waited for the chat's lock writes nothing in its one
+    statement (the version number clashes) and is made by the general path; none is lost."""
+    chat, message = _chat_with_a_message(caller)
+
+    def editor(n: int) -> None:
+        for i in range(10):
+            edit = paths.history.new_edit(
+                chat_id=chat, message_id=message, content=f"e{n} {i}", edit_reason="", options=WriteOptions()
+            )
+            paths.edit_either_way(path, _identity(caller), edit)
+            assert _at_once(paths, path, caller, chat, content=f"s{n} {i}") is not None
+
+    _in_threads(4, editor)
+    rows = _rows(stack, caller, chat)
+    assert [row[0] for row in rows["tm_snapshots"]] == list(range(1, 83))
+    edited = [row for row in rows["tm_message_versions"] if row[2] == 1]  # the first message's versions
+    assert [row[1] for row in edited] == list(range(1, 42))
+    assert sum(row[2] for row in rows["tm_search_documents"]) == 1 + 40 + 1  # current: the edit's, the saves', "second"
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat, check_content=True), metadata=caller.md).ok
+
+
+def test_an_edit_whose_message_moved_meanwhile_writes_nothing_in_one_trip(
+    stack: Stack, caller: Caller, paths: Paths, path: str
+) -> None:
+    """The race above made certain: another writer edits the message while the statement waits for the
+    chat's lock, so what the statement read of the message is stale; it must write nothing."""
+    chat, message = _chat_with_a_message(caller)
+    edit = paths.history.new_edit(
+        chat_id=chat, message_id=message, content="late", edit_reason="", options=WriteOptions()
+    )
+    result: list[Any] = []
+    waiting = threading.Thread(target=lambda: result.append(paths.edit(path, _identity(caller), edit)))
+    with (
+        stack.stores.db.transaction(UUID(caller.tenant_id)) as tx,
+        psycopg.connect(stack.runtime.database_url) as admin,
+    ):
+        write = open_write(tx, _identity(caller), UUID(chat), WriteOptions(), ())  # holds the chat's lock
+        waiting.start()
+        for _ in range(200):  # until the statement waits for that lock
+            blocked = admin.execute(  # (its text is cut at 1 KiB there: the waiting backend it is)
+                "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and state = 'active'"
+            ).fetchone()
+            if blocked and blocked[0]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the one-trip edit never waited for the chat's lock")
+        head, current = write.live_message(UUID(message))
+        write.put_message(
+            UUID(message), head, role=current.role, content="theirs", model_id=current.model_id,
+            metadata=current.metadata, tokens=current.tokens, is_deleted=False,
+        )  # fmt: skip
+        write.commit(Trigger.MESSAGE_EDITED, trigger_message_id=UUID(message), description="message edited")
+    waiting.join(timeout=10)
+    assert result == [None]
+    rows = _rows(stack, caller, chat)
+    assert [row[0] for row in rows["tm_snapshots"]] == [1, 2, 3]
+    assert [(row[1], row[4]) for row in rows["tm_message_versions"] if row[2] == 1] == [(1, "hello"), (2, "theirs")]
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat, check_content=True), metadata=caller.md).ok
