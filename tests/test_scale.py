@@ -396,3 +396,36 @@ def test_a_save_in_one_statement_reaches_every_row_by_its_key(scene_name: str, r
     assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)
     removed = [int(line.split(":")[1].split()[0]) for line in plan if "Rows Removed by Filter" in line]
     assert not any(n > 100 for n in removed), "\n".join(plan)
+
+
+@pytest.mark.parametrize("scene_name", ["busy", "fresh"])
+def test_an_edit_in_one_statement_reaches_every_row_by_its_key(scene_name: str, request: pytest.FixtureRequest) -> None:
+    """edit_message (EditMessage's one-round-trip path) on a message in the middle of the scene's large
+    chat: the message, its current version and its search document each by key, whatever the statistics."""
+    scene: Scene = request.getfixturevalue(scene_name)
+    tenant, chat = uuid.UUID(scene.tenant_id), uuid.UUID(scene.large.id)
+    with psycopg.connect(scene.database_url) as conn:
+        # Files of the bulk chat are not attached to messages; the one-trip edit takes chats without references.
+        key = (tenant, chat)
+        conn.execute("update tm_chats set has_attachments = false where tenant_id = %s and chat_id = %s", key)
+        conn.execute(f"set role {APP_ROLE}")
+        conn.execute("select set_config('app.current_tenant_id', %s, true)", (scene.tenant_id,))
+        count = conn.execute("select message_count from tm_chats where chat_id = %s", (chat,)).fetchone()
+        assert count is not None and count[0] >= 1000
+        message = conn.execute(
+            "select message_id from tm_messages where tenant_id = %s and chat_id = %s and position = %s",
+            (tenant, chat, count[0] // 2),
+        ).fetchone()
+        assert message is not None
+        params = {
+            "tenant_id": tenant, "chat_id": chat, "id": uuid.uuid4(), "version_id": uuid.uuid4(),
+            "message_id": message[0], "content": "a common word", "edit_reason": "", "trigger_description": "edited",
+            "user_id": uuid.uuid4(), "request_id": "plan-check", "expected_version": None,
+        }  # fmt: skip
+        plan = [row[0] for row in conn.execute("explain (analyze, costs off) " + query("edit_message"), params)]
+        conn.rollback()  # the plan, not the row
+    assert any("Insert on tm_message_versions" in line for line in plan), "\n".join(plan)
+    assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)
+    removed = [int(line.split(":")[1].split()[0]) for line in plan if "Rows Removed by" in line]
+    assert not any(n > 100 for n in removed), "\n".join(plan)
+    assert not [line for line in plan if "never executed" in line and "Scan" in line], "\n".join(plan)

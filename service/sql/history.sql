@@ -205,13 +205,18 @@ WITH h AS (
       AND c.head_version = coalesce(%(expected_version)s, c.head_version)
     FOR UPDATE
 ), m AS (
+    -- The current version by its whole key, in a LATERAL with LIMIT 1: a lookup whatever the
+    -- planner knows (a join let an unanalyzed one scan the chat's versions for it).
     SELECT m.position, m.version + 1 AS version, m.current_version_id, m.element_hash, m.tokens AS head_tokens,
         m.original_created_at, v.role, v.model_id, v.metadata, v.tokens,
         tm_message_element(%(message_id)s, m.position, v.role, %(content)s) AS element
     FROM h, tm_messages m
-    JOIN tm_message_versions v ON v.tenant_id = m.tenant_id AND v.chat_id = m.chat_id
-        AND v.id = m.current_version_id AND v.message_id = m.message_id AND v.position = m.position
-        AND v.version = m.version
+    CROSS JOIN LATERAL (
+        SELECT v.role, v.model_id, v.metadata, v.tokens FROM tm_message_versions v
+        WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s AND v.id = m.current_version_id
+          AND v.message_id = %(message_id)s AND v.position = m.position AND v.version = m.version
+        LIMIT 1
+    ) v
     WHERE m.tenant_id = %(tenant_id)s AND m.chat_id = %(chat_id)s AND m.message_id = %(message_id)s
       AND NOT m.is_deleted
 ), snapshot AS (
@@ -247,9 +252,10 @@ WITH h AS (
     SELECT %(tenant_id)s, %(chat_id)s, 'message', %(version_id)s, tm_message_document(%(content)s)
     FROM snapshot
 ), retired AS (
-    UPDATE tm_search_documents d SET is_current = false
-    FROM snapshot s, m
-    WHERE d.tenant_id = %(tenant_id)s AND d.chat_id = %(chat_id)s AND d.ref_id = m.current_version_id
+    -- The old version's document, by the value (not a join, which let a planner scan the chat's).
+    UPDATE tm_search_documents SET is_current = false
+    WHERE tenant_id = %(tenant_id)s AND chat_id = %(chat_id)s AND ref_id = (SELECT current_version_id FROM m)
+      AND EXISTS (SELECT FROM snapshot)
 ), head AS (
     UPDATE tm_messages t
     SET current_version_id = %(version_id)s, version = m.version, tokens = m.tokens, element_hash = m.element
