@@ -3,7 +3,8 @@ server's process and PostgreSQL's backends can each be charged their own CPU.
 
     python -m bench.load KIND TARGET THREADS SECONDS TENANT
 
-KIND: `save` (SaveMessage over gRPC at TARGET, an address), `echo` (a trivial
+KIND: `save` (SaveMessage over gRPC at TARGET, an address), `edit`
+(EditMessage of one message of each thread's chat, saved first), `echo` (a trivial
 unary call at TARGET), `raw` (the statements SaveMessage runs, issued with
 psycopg as the service role at TARGET, a database URL), `lean` (a lean
 versioned write on bench-only tables at TARGET). Each thread writes its own
@@ -50,6 +51,24 @@ def saver(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
     def per_thread() -> Callable[[], None]:
         request = api.SaveMessageRequest(chat_id=str(uuid.uuid4()), role=pb.MESSAGE_ROLE_USER, content=CONTENT)
         return lambda: stub.SaveMessage(request, metadata=md) and None
+
+    return per_thread
+
+
+def editor(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
+    channel = grpc.insecure_channel(target)
+    stub = service_pb2_grpc.TimeMachineServiceStub(channel)
+    md = (("x-tenant-id", tenant), ("x-user-id", str(uuid.uuid4())))
+
+    def per_thread() -> Callable[[], None]:
+        chat = str(uuid.uuid4())
+        saved = stub.SaveMessage(
+            api.SaveMessageRequest(chat_id=chat, role=pb.MESSAGE_ROLE_USER, content=CONTENT), metadata=md
+        )
+        request = api.EditMessageRequest(
+            chat_id=chat, message_id=saved.message.message_id, content=CONTENT + " (edited)"
+        )
+        return lambda: stub.EditMessage(request, metadata=md) and None
 
     return per_thread
 
@@ -139,7 +158,7 @@ def lean(target: str, tenant: str) -> Callable[[], Callable[[], None]]:
     return per_thread
 
 
-KINDS = {"save": saver, "echo": echoer, "raw": raw, "lean": lean}
+KINDS = {"save": saver, "edit": editor, "echo": echoer, "raw": raw, "lean": lean}
 
 
 def run(kind: str, target: str, threads: int, seconds: float, tenant: str) -> dict[str, float]:

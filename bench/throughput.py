@@ -5,6 +5,8 @@ Eight client threads, each on its own chat, in a process of their own
 figure is the median of its rounds):
 - SaveMessage over gRPC, against the same SQL issued raw with psycopg as
   the service role: `write_ratio_vs_raw_psycopg` (what the service adds);
+  EditMessage beside it, each thread editing one message of its chat
+  (`edit_message_per_s`, `server_cpu_ms_per_edit`, `pg_cpu_ms_per_edit`);
 - PostgreSQL's CPU per SaveMessage (its processes' CPU from /proc) over its
   CPU per lean versioned write: `pg_cpu_per_write_over_lean` (what our rows
   cost the database);
@@ -148,6 +150,7 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     # name: (the load bench/load.py runs, its target)
     kinds = {
         "save": ("save", address),
+        "edit": ("edit", address),
         "raw": ("raw", runtime.database_url),
         "lean": ("lean", runtime.database_url),
         "echo": ("echo", echo_address),
@@ -177,6 +180,9 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     }
     per_call = {kind: median(lambda r: r["server_cpu"] / r["calls"], kind) for kind in kinds}
     results["server_cpu_ms_per_save"] = round(per_call["save"] * 1000, 3)
+    # EditMessage, recorded beside (no goal): one round trip too since 2026-12-06.
+    results["edit_message_per_s"] = round(rate["edit"])
+    results["server_cpu_ms_per_edit"] = round(per_call["edit"] * 1000, 3)
     results["server_cpu_ms_per_echo"] = round(per_call["echo"] * 1000, 3)
     results["server_cpu_per_write_over_echo"] = round(per_call["save"] / per_call["echo"], 2)
     # The same figure against an echo served the way our server serves (see _BridgedEcho).
@@ -189,7 +195,8 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     results["library_floor_cpu_per_write_over_echo"] = round(per_call["floor"] / per_call["echo"], 2)
     results["server_cpu_per_write_over_library_floor"] = round(per_call["save"] / per_call["floor"], 2)
     if rounds[0]["save"]["pg_cpu"] is not None:
-        pg = {kind: median(lambda r: r["pg_cpu"] / r["calls"], kind) for kind in ("save", "raw", "lean")}
+        pg = {kind: median(lambda r: r["pg_cpu"] / r["calls"], kind) for kind in ("save", "edit", "raw", "lean")}
+        results["pg_cpu_ms_per_edit"] = round(pg["edit"] * 1000, 3)
         results["pg_cpu_ms_per_save"] = round(pg["save"] * 1000, 3)
         results["pg_cpu_ms_per_raw_write"] = round(pg["raw"] * 1000, 3)
         results["pg_cpu_ms_per_lean_write"] = round(pg["lean"] * 1000, 3)
