@@ -328,8 +328,8 @@ class App:
             grace_seconds=settings.sweeper_grace_seconds,
             interval_seconds=settings.sweeper_interval_seconds,
         )
-        # SaveMessage's and EditMessage's ordinary cases run on the loop (service/async_database.py): its pool
-        # is made there.
+        # The ordinary SaveMessage, EditMessage and DeleteMessage run on the loop
+        # (service/async_database.py): its pool is made there.
         self.loop_db = self._on_loop(_loop_database(stores.db, loop_pool_size(settings.db_pool_max)))
         product = self.product = build_product(settings, stores, self.events, self.sweeper, self.loop_db)
         servicer = TimeMachineServicer(product, stream_idle_seconds=settings.stream_idle_seconds)

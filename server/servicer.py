@@ -175,10 +175,12 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         answer.attachments.extend(convert.attachment(ref) for ref in message.attachments)
         return api.EditMessageResponse(message=answer, snapshot=convert.snapshot(snapshot))
 
-    def DeleteMessage(self, request: api.DeleteMessageRequest, context: Any) -> api.DeleteMessageResponse:
-        snapshot = self.p.history.delete_message(
-            identity.current(), chat_id=request.chat_id, message_id=request.message_id, options=_options(request)
+    async def DeleteMessage(self, request: api.DeleteMessageRequest, context: Any) -> api.DeleteMessageResponse:
+        # On the event loop, as SaveMessage: the ordinary delete is one statement awaited there.
+        deletion = self.p.history.new_deletion(
+            chat_id=request.chat_id, message_id=request.message_id, options=_options(request)
         )
+        snapshot = await self.p.history.delete_message_async(identity.current(), deletion)
         return api.DeleteMessageResponse(snapshot=convert.snapshot(snapshot))
 
     def RenameChat(self, request: api.RenameChatRequest, context: Any) -> api.RenameChatResponse:

@@ -1,12 +1,13 @@
 """The write path's one-round-trip statements, run on the gRPC server's event loop.
 
-An ordinary SaveMessage or EditMessage is one statement in one round trip (Database.at_once).
-Run from a pool thread, as every other call is, it paid twice for the hop: the
-loop handing the call to a thread and back, and the two threads taking turns
-at Python's lock around each of the driver's waits. Awaited on the loop
-itself, with psycopg's asyncio connection, the whole call stays in one thread:
-about a fifth less of our CPU per save and a third more saves a second on 2
-CPUs (docs/benchmarks.md, issue 10). Everything else keeps the blocking path.
+An ordinary SaveMessage, EditMessage or DeleteMessage is one statement in one
+round trip (Database.at_once). Run from a pool thread, as every other call is,
+it paid twice for the hop: the loop handing the call to a thread and back,
+and the two threads taking turns at Python's lock around each of the driver's
+waits. Awaited on the loop itself, with psycopg's asyncio connection, the
+whole call stays in one thread: about a fifth less of our CPU per save and a
+third more saves a second on 2 CPUs (docs/benchmarks.md, issue 10).
+Everything else keeps the blocking path.
 
 The pool is small and its own (a quarter of TM_DB_POOL_MAX, at least 2): a
 statement holds a connection for one round trip, and nothing else waits on it.

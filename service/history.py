@@ -45,7 +45,7 @@ class NewMessage:
 
 @dataclass(frozen=True)
 class MessageEdit:
-    """An EditMessage's fields, checked."""
+    """An EditMessage's fields, checked; or a DeleteMessage's, a delete being the edit to a tombstone."""
 
     chat: UUID
     message: UUID
@@ -53,6 +53,11 @@ class MessageEdit:
     edit_reason: str
     options: WriteOptions
     attachments: list[AttachmentRequest]
+    deletes: bool = False
+
+    @property
+    def trigger(self) -> Trigger:
+        return Trigger.MESSAGE_DELETED if self.deletes else Trigger.MESSAGE_EDITED
 
 
 class History:
@@ -204,6 +209,15 @@ class History:
         assert chat is not None and message is not None
         return MessageEdit(chat, message, content, edit_reason, options, attachments or [])
 
+    def new_deletion(self, *, chat_id: str, message_id: str, options: WriteOptions) -> MessageEdit:
+        """A DeleteMessage's fields, checked, as the edit to a tombstone (no content, metadata or tokens)."""
+        check = Checker()
+        chat = self._check_write(check, chat_id, options)
+        message = check.uuid("message_id", message_id)
+        check.done()
+        assert chat is not None and message is not None
+        return MessageEdit(chat, message, "", "", options, [], deletes=True)
+
     def edit_message(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
         """A message's new version (checked by new_edit): the ordinary case in one round trip, else a transaction."""
         return self._edit_at_once(identity, edit) or self._edit_in_transaction(identity, edit)
@@ -274,7 +288,7 @@ class History:
         """What edit_message (service/sql/history.sql) wrote, from the row it returned: the snapshot's
         columns, then the new version's position, version, role, model id, metadata, tokens and
         original time."""
-        self.db.snapshots.add(Trigger.MESSAGE_EDITED.value)
+        self.db.snapshots.add(edit.trigger.value)
         snapshot = Snapshot(*row[:-7])
         position, version_number, role, model_id, metadata, tokens, original_created_at = row[-7:]
         version = MessageVersion(
@@ -291,7 +305,7 @@ class History:
             model_id=model_id,
             metadata=metadata,
             tokens=tokens,
-            is_deleted=False,
+            is_deleted=edit.deletes,
             edit_reason=edit.edit_reason,
             edited_by=identity.user_id,
             created_at=snapshot.created_at,
@@ -300,15 +314,24 @@ class History:
         )
         return version, snapshot
 
-    def delete_message(self, identity: Identity, *, chat_id: str, message_id: str, options: WriteOptions) -> Snapshot:
-        check = Checker()
-        chat = self._check_write(check, chat_id, options)
-        message = check.uuid("message_id", message_id)
-        check.done()
-        assert chat is not None and message is not None
+    def delete_message(self, identity: Identity, deletion: MessageEdit) -> Snapshot:
+        """A message's tombstone (checked by new_deletion): in one round trip when ordinary, else a transaction."""
+        deleted = self._edit_at_once(identity, deletion)
+        return deleted[1] if deleted is not None else self._delete_in_transaction(identity, deletion)
+
+    async def delete_message_async(self, identity: Identity, deletion: MessageEdit) -> Snapshot:
+        """delete_message for the event loop, as save_message_async."""
+        deleted = await self._edit_at_once_async(identity, deletion)
+        if deleted is not None:
+            return deleted[1]
+        return await asyncio.to_thread(self._delete_in_transaction, identity, deletion)
+
+    def _delete_in_transaction(self, identity: Identity, deletion: MessageEdit) -> Snapshot:
+        """The general path: a missing or deleted chat or message, a replay, another version expected."""
+        chat, message = deletion.chat, deletion.message
         with self.db.transaction(identity.tenant_id) as tx:
             try:
-                write = open_write(tx, identity, chat, options, (Trigger.MESSAGE_DELETED,), register=False)
+                write = open_write(tx, identity, chat, deletion.options, (Trigger.MESSAGE_DELETED,), register=False)
             except Replay as replay:
                 return replay.snapshot
             head, current = write.live_message(message)
@@ -393,11 +416,13 @@ def _at_once(identity: Identity, new: NewMessage, version_id: UUID) -> dict[str,
 
 
 def _edit_at_once(identity: Identity, edit: MessageEdit, version_id: UUID) -> dict[str, Any]:
-    """edit_message's parameters (service/sql/history.sql): the ordinary case written in one statement,
-    as the general path writes it. Not ordinary, it writes nothing and the general path runs."""
+    """edit_message's parameters (service/sql/history.sql): the ordinary edit or delete written in one
+    statement, as the general path writes it. Not ordinary, it writes nothing and the general path runs."""
+    description = "message deleted" if edit.deletes else edit.edit_reason or "message edited"
     return {
         "tenant_id": identity.tenant_id, "chat_id": edit.chat, "id": uuid4(), "version_id": version_id,
         "message_id": edit.message, "content": edit.content, "edit_reason": edit.edit_reason,
-        "trigger_description": edit.edit_reason or "message edited", "user_id": identity.user_id,
-        "request_id": edit.options.request_id or None, "expected_version": edit.options.expected_version,
+        "deleted": edit.deletes, "trigger": edit.trigger.value, "description": description,
+        "user_id": identity.user_id, "request_id": edit.options.request_id or None,
+        "expected_version": edit.options.expected_version,
     }  # fmt: skip

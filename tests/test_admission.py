@@ -178,14 +178,14 @@ def test_short_calls_run_in_a_bounded_pool_of_their_own_and_transfers_do_not_wai
     deadline); transfers run in the other pool, and an ordinary save on the event loop, so a busy
     short-call pool holds up neither."""
     busy, other = str(uuid.uuid4()), str(uuid.uuid4())
-    first = caller.save(busy, "first").message.message_id
+    caller.save(busy, "first")
     file_id = caller.upload(other, "f.bin", b"x" * 1000).file.id
     with serving(stack, grpc_call_workers=1) as served, psycopg.connect(stack.runtime.database_url) as admin:
-        admin.execute(  # hold the chat's lock: a delete in it waits, holding the one short-call thread
+        admin.execute(  # hold the chat's lock: a rename of it waits, holding the one short-call thread
             "select 1 from tm_chats where tenant_id = %s and chat_id = %s for update", (caller.tenant_id, busy)
         )
-        request = api.DeleteMessageRequest(chat_id=busy, message_id=first)
-        waiting = served.stub.DeleteMessage.future(request, metadata=caller.md)
+        request = api.RenameChatRequest(chat_id=busy, title="waits")
+        waiting = served.stub.RenameChat.future(request, metadata=caller.md)
         time.sleep(0.5)
         assert not waiting.done()
         # A health check, a transfer and an ordinary save are served meanwhile,

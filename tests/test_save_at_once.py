@@ -1,5 +1,5 @@
-"""SaveMessage's and EditMessage's ordinary cases in one round trip (save_message and
-edit_message in service/sql/history.sql).
+"""SaveMessage's, EditMessage's and DeleteMessage's ordinary cases in one round trip
+(save_message and edit_message in service/sql/history.sql).
 
 Each must write exactly what the general path (service/writes.py) writes, the
 checksum computed in SQL included, and leave every case that is not ordinary
@@ -301,12 +301,14 @@ def test_an_ordinary_edit_writes_what_the_general_path_writes(
     assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=fast, check_content=True), metadata=caller.md).ok
 
 
+CASES = ["expected_version", "request_id", "unknown_message", "deleted_message", "deleted_chat", "no_chat"]
+
+
 @pytest.mark.parametrize(
-    "case",
-    ["expected_version", "request_id", "unknown_message", "deleted_message", "deleted_chat", "attachments", "no_chat"],
+    ("kind", "case"), [("edit", case) for case in [*CASES, "attachments"]] + [("delete", case) for case in CASES]
 )
-def test_an_edit_that_is_not_ordinary_is_left_to_the_general_path_with_nothing_written(
-    stack: Stack, caller: Caller, paths: Paths, path: str, case: str
+def test_an_edit_or_delete_that_is_not_ordinary_is_left_to_the_general_path_with_nothing_written(
+    stack: Stack, caller: Caller, paths: Paths, path: str, kind: str, case: str
 ) -> None:
     chat, message = _chat_with_a_message(caller)
     caller.edit(chat, message, "edited once", request_id="r-1")
@@ -328,7 +330,8 @@ def test_an_edit_that_is_not_ordinary_is_left_to_the_general_path_with_nothing_w
     else:
         chat = str(uuid.uuid4())
     before = _rows(stack, caller, chat)
-    assert _edit_at_once(paths, path, caller, chat, message, **kw) is None
+    change = _edit_at_once if kind == "edit" else _delete_at_once
+    assert change(paths, path, caller, chat, message, **kw) is None
     assert _rows(stack, caller, chat) == before
 
 
@@ -393,4 +396,64 @@ def test_an_edit_whose_message_moved_meanwhile_writes_nothing_in_one_trip(
     rows = _rows(stack, caller, chat)
     assert [row[0] for row in rows["tm_snapshots"]] == [1, 2, 3]
     assert [(row[1], row[4]) for row in rows["tm_message_versions"] if row[2] == 1] == [(1, "hello"), (2, "theirs")]
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat, check_content=True), metadata=caller.md).ok
+
+
+def _delete_at_once(paths: Paths, path: str, caller: Caller, chat_id: str, message_id: str, **kw: Any) -> Any:
+    deletion = paths.history.new_deletion(
+        chat_id=chat_id, message_id=message_id, options=kw.get("options", WriteOptions())
+    )
+    return paths.edit(path, _identity(caller), deletion)
+
+
+def test_an_ordinary_delete_writes_what_the_general_path_writes(
+    stack: Stack, caller: Caller, paths: Paths, path: str
+) -> None:
+    (fast, fast_message), (slow, slow_message) = _chat_with_a_message(caller), _chat_with_a_message(caller)
+    deleted = _delete_at_once(paths, path, caller, fast, fast_message)
+    assert deleted is not None, "an ordinary delete took the general path"
+    version, snapshot = deleted
+    general = paths.history.new_deletion(chat_id=slow, message_id=slow_message, options=WriteOptions())
+    paths.history._delete_in_transaction(_identity(caller), general)
+    fast_rows, slow_rows = _rows(stack, caller, fast), _rows(stack, caller, slow)
+    for rows in (fast_rows, slow_rows):  # element hashes and checksums depend on the message ids
+        for table in ("tm_chats", "tm_snapshots", "tm_messages"):
+            rows[table] = [tuple(v for v in row if not (isinstance(v, str) and len(v) == 64)) for row in rows[table]]
+    assert fast_rows == slow_rows
+    assert sorted(row[2] for row in fast_rows["tm_search_documents"]) == [False, True]  # "second" alone is current
+    assert (version.version, version.is_deleted, version.content, version.tokens, version.metadata) == (
+        2,
+        True,
+        "",
+        0,
+        {},
+    )
+    assert (snapshot.version, snapshot.trigger, snapshot.trigger_description) == (
+        3,
+        "message_deleted",
+        "message deleted",
+    )
+    assert (snapshot.message_count, snapshot.total_tokens) == (1, 0)
+    chat = caller.stub.GetChat(api.GetChatRequest(chat_id=fast), metadata=caller.md)
+    assert [m.content for m in chat.messages] == ["second"]
+    state = checksum.StateSum()
+    state.add(checksum.message_element(UUID(chat.messages[0].message_id), 2, "user", "second"))
+    assert snapshot.checksum == state.hex == chat.snapshot.checksum
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=fast, check_content=True), metadata=caller.md).ok
+    assert caller.save(fast, "after").snapshot.version == 4  # the general path goes on from the head it left
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=fast, check_content=True), metadata=caller.md).ok
+
+
+def test_a_delete_in_a_chat_with_attachments_is_ordinary(stack: Stack, caller: Caller, paths: Paths, path: str) -> None:
+    """A tombstone keeps no references, so a delete, unlike an edit, need not carry any over."""
+    chat, message = _chat_with_a_message(caller)
+    uploaded = caller.upload(chat, "notes.txt", b"some notes").file
+    reference = pb.Attachment(file_id=uploaded.id, reference_type=pb.REFERENCE_TYPE_ATTACHMENT)
+    caller.save(chat, "see the file", attachments=[reference])
+    assert _delete_at_once(paths, path, caller, chat, message) is not None
+    read = caller.chat(chat)
+    assert [(m.content, [a.file_id for a in m.attachments]) for m in read.messages] == [
+        ("second", []),
+        ("see the file", [uploaded.id]),
+    ]
     assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat, check_content=True), metadata=caller.md).ok

@@ -398,10 +398,14 @@ def test_a_save_in_one_statement_reaches_every_row_by_its_key(scene_name: str, r
     assert not any(n > 100 for n in removed), "\n".join(plan)
 
 
+@pytest.mark.parametrize("deleted", [False, True], ids=["edit", "delete"])
 @pytest.mark.parametrize("scene_name", ["busy", "fresh"])
-def test_an_edit_in_one_statement_reaches_every_row_by_its_key(scene_name: str, request: pytest.FixtureRequest) -> None:
-    """edit_message (EditMessage's one-round-trip path) on a message in the middle of the scene's large
-    chat: the message, its current version and its search document each by key, whatever the statistics."""
+def test_an_edit_in_one_statement_reaches_every_row_by_its_key(
+    scene_name: str, deleted: bool, request: pytest.FixtureRequest
+) -> None:
+    """edit_message (EditMessage's and DeleteMessage's one-round-trip path) on a message in the middle of
+    the scene's large chat: the message, its current version and its search document each by key,
+    whatever the statistics."""
     scene: Scene = request.getfixturevalue(scene_name)
     tenant, chat = uuid.UUID(scene.tenant_id), uuid.UUID(scene.large.id)
     with psycopg.connect(scene.database_url) as conn:
@@ -419,7 +423,8 @@ def test_an_edit_in_one_statement_reaches_every_row_by_its_key(scene_name: str, 
         assert message is not None
         params = {
             "tenant_id": tenant, "chat_id": chat, "id": uuid.uuid4(), "version_id": uuid.uuid4(),
-            "message_id": message[0], "content": "a common word", "edit_reason": "", "trigger_description": "edited",
+            "message_id": message[0], "content": "" if deleted else "a common word", "edit_reason": "",
+            "deleted": deleted, "trigger": "message_deleted" if deleted else "message_edited", "description": "",
             "user_id": uuid.uuid4(), "request_id": "plan-check", "expected_version": None,
         }  # fmt: skip
         plan = [row[0] for row in conn.execute("explain (analyze, costs off) " + query("edit_message"), params)]

@@ -180,77 +180,74 @@ SELECT s.*, h.position FROM snapshot s, h
 WHERE tm_invariant((SELECT count(*) FROM chat) = 1, 'save_message left the head of version ' || s.version)
 
 -- name: edit_message
--- EditMessage's ordinary case in one statement, sent with the transaction's
+-- EditMessage's and DeleteMessage's ordinary cases in one statement (a
+-- delete is the edit to a tombstone, `deleted`: its content '' (given so),
+-- no metadata or tokens, no element in the checksum), sent with the transaction's
 -- settings in one round trip, as save_message is: it locks the chat's head,
 -- reads the message's head and current version itself, and writes what
--- insert_snapshot writes for one edited message (the old version's element
--- out of the checksum, the new one in; counts and tokens unchanged). Not
--- ordinary, it writes nothing and returns no row, and the caller takes the
--- general path, which says why: no such chat or message, a deleted chat or
--- message, another version expected, or a chat with attachments (the
--- general path carries the edited version's references over). A used
+-- insert_snapshot writes for one changed message (the old element out of
+-- the checksum, the new one in). Not ordinary, it writes nothing and
+-- returns no row, and the caller takes the general path, which says why: no
+-- such chat or message, a deleted chat or message, another version
+-- expected, or an edit in a chat with attachments (the general path carries
+-- the edited version's references over; a tombstone has none). A used
 -- request id fails on its unique index, which undoes the whole statement.
 -- So does a race: `h` waits for a concurrent writer's lock and then reads
 -- the chat's row as that writer left it, but `m` reads the message as it was
 -- when the statement began. If that writer gave the message a version (an
 -- edit, a delete, a restore), the new version's number is taken already and
--- its unique index fails the statement; the general path then edits under
+-- its unique index fails the statement; the general path then writes under
 -- the lock. A writer that left the message alone changes nothing `m` read.
 WITH h AS (
-    SELECT c.head_version + 1 AS version, c.head_snapshot_id,
-        greatest(clock_timestamp(), c.head_time) AS created_at, c.message_count, c.file_count,
-        c.total_tokens, c.title, c.state_sum
+    SELECT c.head_version + 1 AS version, c.head_snapshot_id, greatest(clock_timestamp(), c.head_time) AS created_at,
+        c.message_count, c.file_count, c.total_tokens, c.title, c.state_sum
     FROM tm_chats c
-    WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s AND NOT c.deleted AND NOT c.has_attachments
-      AND c.head_version = coalesce(%(expected_version)s, c.head_version)
+    WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s AND NOT c.deleted
+      AND (%(deleted)s OR NOT c.has_attachments) AND c.head_version = coalesce(%(expected_version)s, c.head_version)
     FOR UPDATE
 ), m AS (
     -- The current version by its whole key, in a LATERAL with LIMIT 1: a lookup whatever the
     -- planner knows (a join let an unanalyzed one scan the chat's versions for it).
     SELECT m.position, m.version + 1 AS version, m.current_version_id, m.element_hash, m.tokens AS head_tokens,
-        m.original_created_at, v.role, v.model_id, v.metadata, v.tokens,
-        tm_message_element(%(message_id)s, m.position, v.role, %(content)s) AS element
-    FROM h, tm_messages m
-    CROSS JOIN LATERAL (
+        m.original_created_at, v.role, v.model_id, CASE WHEN %(deleted)s THEN '{}' ELSE v.metadata END AS metadata,
+        CASE WHEN %(deleted)s THEN 0 ELSE v.tokens END AS tokens,
+        CASE WHEN %(deleted)s THEN repeat('0', 64)
+            ELSE tm_message_element(%(message_id)s, m.position, v.role, %(content)s) END AS element
+    FROM h, tm_messages m, LATERAL (
         SELECT v.role, v.model_id, v.metadata, v.tokens FROM tm_message_versions v
         WHERE v.tenant_id = %(tenant_id)s AND v.chat_id = %(chat_id)s AND v.id = m.current_version_id
-          AND v.message_id = %(message_id)s AND v.position = m.position AND v.version = m.version
-        LIMIT 1
+          AND v.message_id = %(message_id)s AND v.position = m.position AND v.version = m.version LIMIT 1
     ) v
-    WHERE m.tenant_id = %(tenant_id)s AND m.chat_id = %(chat_id)s AND m.message_id = %(message_id)s
-      AND NOT m.is_deleted
+    WHERE m.tenant_id = %(tenant_id)s AND m.chat_id = %(chat_id)s AND m.message_id = %(message_id)s AND NOT m.is_deleted
 ), snapshot AS (
-    INSERT INTO tm_snapshots (
-        id, tenant_id, chat_id, version, created_at, message_count, file_count,
-        total_tokens, trigger, trigger_message_id, trigger_description,
-        previous_snapshot_id, checksum, title, user_id, request_id)
-    SELECT %(id)s, %(tenant_id)s, %(chat_id)s, h.version, h.created_at, h.message_count, h.file_count,
-        h.total_tokens - m.head_tokens + m.tokens, 'message_edited', %(message_id)s, %(trigger_description)s,
-        h.head_snapshot_id, tm_state_add(tm_state_sub(h.state_sum, m.element_hash), m.element), h.title,
-        %(user_id)s, %(request_id)s
+    INSERT INTO tm_snapshots (id, tenant_id, chat_id, version, created_at, message_count, file_count, total_tokens,
+        trigger, trigger_message_id, trigger_description, previous_snapshot_id, checksum, title, user_id, request_id)
+    SELECT %(id)s, %(tenant_id)s, %(chat_id)s, h.version, h.created_at,
+        h.message_count - %(deleted)s::int, h.file_count,
+        h.total_tokens - m.head_tokens + m.tokens, %(trigger)s, %(message_id)s, %(description)s,
+        h.head_snapshot_id, tm_state_add(tm_state_sub(h.state_sum, m.element_hash), m.element), h.title, %(user_id)s,
+        %(request_id)s
     FROM h, m
     RETURNING *
 ), chat AS (
     UPDATE tm_chats c
-    SET head_version = s.version, head_snapshot_id = s.id, head_time = s.created_at,
+    SET head_version = s.version, head_snapshot_id = s.id, head_time = s.created_at, message_count = s.message_count,
         total_tokens = s.total_tokens, state_sum = s.checksum, last_user_id = coalesce(s.user_id, c.last_user_id)
     FROM snapshot s
     WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
     RETURNING CASE WHEN c.watched_until > now() THEN pg_notify('tm_chat_events', concat(c.tenant_id, '/', c.chat_id,
         (SELECT ' ' || j FROM (SELECT row_to_json(s)::text) e(j) WHERE octet_length(j) < 7000))) END
 ), version AS (
-    INSERT INTO tm_message_versions (
-        id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version,
-        position, role, content, model_id, metadata, tokens, is_deleted,
-        edit_reason, edited_by, created_at, original_created_at)
+    INSERT INTO tm_message_versions (id, tenant_id, chat_id, message_id, snapshot_id, chat_version, version, position,
+        role, content, model_id, metadata, tokens, is_deleted, edit_reason, edited_by, created_at, original_created_at)
     SELECT %(version_id)s, %(tenant_id)s, %(chat_id)s, %(message_id)s, s.id, s.version, m.version,
-        m.position, m.role, %(content)s, m.model_id, m.metadata, m.tokens, false, %(edit_reason)s,
+        m.position, m.role, %(content)s, m.model_id, m.metadata, m.tokens, %(deleted)s, %(edit_reason)s,
         %(user_id)s, s.created_at, m.original_created_at
     FROM snapshot s, m
 ), document AS (
     INSERT INTO tm_search_documents (tenant_id, chat_id, kind, ref_id, document)
     SELECT %(tenant_id)s, %(chat_id)s, 'message', %(version_id)s, tm_message_document(%(content)s)
-    FROM snapshot
+    FROM snapshot WHERE NOT %(deleted)s
 ), retired AS (
     -- The old version's document, by the value (not a join, which let a planner scan the chat's).
     UPDATE tm_search_documents SET is_current = false
@@ -258,14 +255,15 @@ WITH h AS (
       AND EXISTS (SELECT FROM snapshot)
 ), head AS (
     UPDATE tm_messages t
-    SET current_version_id = %(version_id)s, version = m.version, tokens = m.tokens, element_hash = m.element
+    SET current_version_id = %(version_id)s, version = m.version, is_deleted = %(deleted)s, tokens = m.tokens,
+        element_hash = m.element
     FROM snapshot s, m
     WHERE t.tenant_id = %(tenant_id)s AND t.chat_id = %(chat_id)s AND t.message_id = %(message_id)s
 )
 -- Checked for the row written, as save_message's: its chat's head moved with it.
 SELECT s.*, m.position, m.version, m.role, m.model_id, m.metadata, m.tokens, m.original_created_at
 FROM snapshot s, m
-WHERE tm_invariant((SELECT count(*) FROM chat) = 1, 'edit_message left the head of version ' || s.version)
+WHERE tm_invariant((SELECT count(*) FROM chat) = 1, 'edit_message left head ' || s.version)
 
 -- name: lease_chat_events
 -- Writes to the chat notify for `lease_seconds` from now (migrations/018):
