@@ -379,6 +379,7 @@ class App:
                 product.watcher.slots,
                 self.sweeper,
                 lambda: export_queue(stores.db),
+                product.history.paths,
             )
         )
 

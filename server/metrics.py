@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from service.errors import ServiceError
 from service.slots import Slots
 from service.sweeper import Sweeper
+from service.tally import Tally
 from service.vault import Vault
 
 # From 1 ms to 2 minutes: a SaveMessage takes milliseconds, an export minutes.
@@ -94,6 +95,7 @@ def limits(
     watches: Slots,
     sweeper: Sweeper,
     export_queue: Callable[[], tuple[int, float]],
+    write_paths: Tally,
 ) -> Callable[[], Iterator[Any]]:
     """The server's limits and queues, read at each scrape."""
 
@@ -124,6 +126,15 @@ def limits(
             "trigger",
             primary.snapshots.counts(),
         )
+        paths = CounterMetricFamily(
+            "tm_write_paths",
+            "Saves, edits and deletes by the path they took: one_trip (one statement, one round trip) or"
+            " general (a transaction: what the one trip does not take, including calls that then fail).",
+            labels=["write", "path"],
+        )
+        for key, count in sorted(write_paths.counts().items()):
+            paths.add_metric(key.split("/"), count)
+        yield paths
         yield counter(
             "tm_vault_bytes",
             "Bytes this server sent to the vault (in) and read from it (out).",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from psycopg.types.json import Jsonb
@@ -19,8 +19,11 @@ from service.attachments import AttachmentRequest
 from service.database import Database
 from service.errors import AlreadyExists
 from service.models import Identity, MessageVersion, Role, Snapshot, Trigger
+from service.tally import Tally
 from service.validation import Checker
 from service.writes import Replay, Write, WriteOptions, open_write
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class History:
         self.db = db
         self.max_message_bytes = max_message_bytes
         self.loop_db = loop_db  # for save_message_async's ordinary case (service/async_database.py)
+        # Writes by the path they took, "save/one_trip", "edit/general" … (server/metrics.py): many calls
+        # on the general path mean contention on chats or a mix of writes the one trip does not take.
+        self.paths = Tally()
 
     def _check_write(self, check: Checker, chat_id: str, options: WriteOptions) -> UUID | None:
         chat = check.uuid("chat_id", chat_id)
@@ -104,15 +110,21 @@ class History:
 
     def save_message(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot]:
         """A new message (checked by new_message): the ordinary case in one round trip, else a transaction."""
-        return self._save_at_once(identity, new) or self._save_in_transaction(identity, new)
+        saved = self._took("save", self._save_at_once(identity, new))
+        return saved or self._save_in_transaction(identity, new)
 
     async def save_message_async(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot]:
         """save_message for the event loop: the ordinary case awaited there, the rest in a pool thread
         (the loop's default executor) with the call's context (identity, deadline)."""
-        saved = await self._save_at_once_async(identity, new)
+        saved = self._took("save", await self._save_at_once_async(identity, new))
         if saved is None:
             saved = await asyncio.to_thread(self._save_in_transaction, identity, new)
         return saved
+
+    def _took(self, write: str, at_once: T | None) -> T | None:
+        """`at_once`, the one trip's result, counted with the path the write takes by it."""
+        self.paths.add(f"{write}/{'general' if at_once is None else 'one_trip'}")
+        return at_once
 
     def _save_at_once(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot] | None:
         """The ordinary case in one round trip (see _at_once); None: not ordinary, nothing written."""
@@ -220,11 +232,12 @@ class History:
 
     def edit_message(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
         """A message's new version (checked by new_edit): the ordinary case in one round trip, else a transaction."""
-        return self._edit_at_once(identity, edit) or self._edit_in_transaction(identity, edit)
+        edited = self._took("edit", self._edit_at_once(identity, edit))
+        return edited or self._edit_in_transaction(identity, edit)
 
     async def edit_message_async(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
         """edit_message for the event loop, as save_message_async."""
-        edited = await self._edit_at_once_async(identity, edit)
+        edited = self._took("edit", await self._edit_at_once_async(identity, edit))
         if edited is None:
             edited = await asyncio.to_thread(self._edit_in_transaction, identity, edit)
         return edited
@@ -316,12 +329,12 @@ class History:
 
     def delete_message(self, identity: Identity, deletion: MessageEdit) -> Snapshot:
         """A message's tombstone (checked by new_deletion): in one round trip when ordinary, else a transaction."""
-        deleted = self._edit_at_once(identity, deletion)
+        deleted = self._took("delete", self._edit_at_once(identity, deletion))
         return deleted[1] if deleted is not None else self._delete_in_transaction(identity, deletion)
 
     async def delete_message_async(self, identity: Identity, deletion: MessageEdit) -> Snapshot:
         """delete_message for the event loop, as save_message_async."""
-        deleted = await self._edit_at_once_async(identity, deletion)
+        deleted = self._took("delete", await self._edit_at_once_async(identity, deletion))
         if deleted is not None:
             return deleted[1]
         return await asyncio.to_thread(self._delete_in_transaction, identity, deletion)

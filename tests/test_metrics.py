@@ -50,13 +50,14 @@ def test_a_scrape_counts_the_calls_made(measured: tuple[App, Caller]) -> None:
     app, caller = measured
     chat = str(uuid.uuid4())
     _, before = scrape(app)  # snapshot and vault counts are the stores', which other tests' servers share
-    for n in range(3):
-        caller.save(chat, f"message {n}")
+    saved = [caller.save(chat, f"message {n}") for n in range(3)]
     empty = api.SaveMessageRequest(chat_id="not a uuid", role=pb.MESSAGE_ROLE_USER, content="x")
     assert rpc_error(caller.stub.SaveMessage, empty, metadata=caller.md).code() == grpc.StatusCode.INVALID_ARGUMENT
     data = b"x" * (3 * 256 * 1024 + 10)  # a header and four chunks
     uploaded = caller.stub.UploadFile(upload_stream(chat, "data.bin", data), metadata=caller.md)
     replies = list(caller.stub.DownloadFile(api.DownloadFileRequest(file_id=uploaded.file.id), metadata=caller.md))
+    caller.edit(chat, saved[0].message.message_id, "edited")
+    caller.delete(chat, saved[1].message.message_id)
 
     # One watch open while scraping.
     watch = caller.stub.WatchChat(api.WatchChatRequest(chat_id=chat), metadata=caller.md, timeout=30)
@@ -90,6 +91,17 @@ def test_a_scrape_counts_the_calls_made(measured: tuple[App, Caller]) -> None:
         samples[("tm_db_pool_connections_in_use", loop_pool)] + samples[("tm_db_pool_connections_idle", loop_pool)] >= 1
     )
     assert ("tm_export_queue_depth", frozenset()) in samples
+    # This server's writes by path: the chat's first save registers it (the general path), the rest
+    # take one round trip, as do the edit and the delete.
+    paths = {
+        (write, path): samples.get(("tm_write_paths_total", frozenset({("write", write), ("path", path)})), 0)
+        for write in ("save", "edit", "delete")
+        for path in ("one_trip", "general")
+    }
+    assert paths == {
+        ("save", "one_trip"): 2, ("save", "general"): 1, ("edit", "one_trip"): 1, ("edit", "general"): 0,
+        ("delete", "one_trip"): 1, ("delete", "general"): 0,
+    }  # fmt: skip
 
     def grew(name: str, label: str, value: str) -> float:
         key = (name, frozenset({(label, value)}))
