@@ -2,7 +2,8 @@
 
 Handlers are blocking code (psycopg, boto3, hashing), so they run in a thread
 pool as under the threaded server. What the asyncio server changes is that a
-call written with async (WatchChat, SaveMessage, EditMessage, DeleteMessage) holds no thread at all while it waits.
+call written with async (WatchChat and the chat actions: SaveMessage, EditMessage, DeleteMessage,
+RenameChat, CreateSnapshot) holds no thread at all while it waits.
 
 grpc.aio can run plain handlers itself, but the context it gives them has no
 is_active(), abort_with_status() or cancel(), which the service relies on

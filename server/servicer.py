@@ -183,16 +183,17 @@ class TimeMachineServicer(service_pb2_grpc.TimeMachineServiceServicer):
         snapshot = await self.p.history.delete_message_async(identity.current(), deletion)
         return api.DeleteMessageResponse(snapshot=convert.snapshot(snapshot))
 
-    def RenameChat(self, request: api.RenameChatRequest, context: Any) -> api.RenameChatResponse:
-        snapshot = self.p.history.rename_chat(
-            identity.current(), chat_id=request.chat_id, title=request.title, options=_options(request)
-        )
+    async def RenameChat(self, request: api.RenameChatRequest, context: Any) -> api.RenameChatResponse:
+        # On the event loop, as SaveMessage: the ordinary rename is one statement awaited there.
+        mark = self.p.history.new_rename(chat_id=request.chat_id, title=request.title, options=_options(request))
+        snapshot = await self.p.history.mark_chat_async(identity.current(), mark)
         return api.RenameChatResponse(snapshot=convert.snapshot(snapshot))
 
-    def CreateSnapshot(self, request: api.CreateSnapshotRequest, context: Any) -> api.CreateSnapshotResponse:
-        snapshot = self.p.history.create_snapshot(
-            identity.current(), chat_id=request.chat_id, description=request.description, options=_options(request)
+    async def CreateSnapshot(self, request: api.CreateSnapshotRequest, context: Any) -> api.CreateSnapshotResponse:
+        mark = self.p.history.new_manual_snapshot(
+            chat_id=request.chat_id, description=request.description, options=_options(request)
         )
+        snapshot = await self.p.history.mark_chat_async(identity.current(), mark)
         return api.CreateSnapshotResponse(snapshot=convert.snapshot(snapshot))
 
     def Restore(self, request: api.RestoreRequest, context: Any) -> api.RestoreResponse:

@@ -63,6 +63,23 @@ class MessageEdit:
         return Trigger.MESSAGE_DELETED if self.deletes else Trigger.MESSAGE_EDITED
 
 
+@dataclass(frozen=True)
+class ChatMark:
+    """A RenameChat's or CreateSnapshot's fields, checked: a snapshot of the chat as it is, under a new
+    title (`title`) or its own (None)."""
+
+    chat: UUID
+    title: str | None
+    trigger: Trigger
+    description: str
+    options: WriteOptions
+
+    @property
+    def write(self) -> str:
+        """Its name in tm_write_paths_total."""
+        return "rename" if self.title is not None else "snapshot"
+
+
 class History:
     def __init__(self, db: Database, max_message_bytes: int, loop_db: AsyncDatabase | None = None) -> None:
         self.db = db
@@ -365,30 +382,70 @@ class History:
             )
             return snapshot
 
-    def rename_chat(self, identity: Identity, *, chat_id: str, title: str, options: WriteOptions) -> Snapshot:
+    def new_rename(self, *, chat_id: str, title: str, options: WriteOptions) -> ChatMark:
+        """A RenameChat's fields, checked."""
         check = Checker()
         chat = self._check_write(check, chat_id, options)
         check.text("title", title, required=True)
         check.done()
         assert chat is not None
+        return ChatMark(chat, title, Trigger.CHAT_RENAMED, f"renamed to {title}", options)
 
-        def rename(write: Write) -> Snapshot:
-            write.set_title(title)
-            return write.commit(Trigger.CHAT_RENAMED, description=f"renamed to {title}")[0]
-
-        return self._simple_write(identity, chat, options, Trigger.CHAT_RENAMED, rename)
-
-    def create_snapshot(self, identity: Identity, *, chat_id: str, description: str, options: WriteOptions) -> Snapshot:
+    def new_manual_snapshot(self, *, chat_id: str, description: str, options: WriteOptions) -> ChatMark:
+        """A CreateSnapshot's fields, checked: the chat as it is, under its title."""
         check = Checker()
         chat = self._check_write(check, chat_id, options)
         check.text("description", description)
         check.done()
         assert chat is not None
+        return ChatMark(chat, None, Trigger.MANUAL_SNAPSHOT, description, options)
 
-        def mark(write: Write) -> Snapshot:
-            return write.commit(Trigger.MANUAL_SNAPSHOT, description=description)[0]
+    def rename_chat(self, identity: Identity, *, chat_id: str, title: str, options: WriteOptions) -> Snapshot:
+        return self.mark_chat(identity, self.new_rename(chat_id=chat_id, title=title, options=options))
 
-        return self._simple_write(identity, chat, options, Trigger.MANUAL_SNAPSHOT, mark)
+    def create_snapshot(self, identity: Identity, *, chat_id: str, description: str, options: WriteOptions) -> Snapshot:
+        mark = self.new_manual_snapshot(chat_id=chat_id, description=description, options=options)
+        return self.mark_chat(identity, mark)
+
+    def mark_chat(self, identity: Identity, mark: ChatMark) -> Snapshot:
+        """A rename or a manual snapshot: in one round trip when ordinary, else a transaction."""
+        marked = self._took(mark.write, self._mark_at_once(identity, mark))
+        return marked or self._mark_in_transaction(identity, mark)
+
+    async def mark_chat_async(self, identity: Identity, mark: ChatMark) -> Snapshot:
+        """mark_chat for the event loop, as save_message_async."""
+        marked = self._took(mark.write, await self._mark_at_once_async(identity, mark))
+        if marked is None:
+            marked = await asyncio.to_thread(self._mark_in_transaction, identity, mark)
+        return marked
+
+    def _mark_at_once(self, identity: Identity, mark: ChatMark) -> Snapshot | None:
+        """The ordinary case in one round trip (mark_chat in service/sql/history.sql); None: not
+        ordinary, nothing written."""
+        params = _mark_params(identity, mark)
+        return self._marked(mark, self.db.at_once(identity.tenant_id, "mark_chat", params, Snapshot))
+
+    async def _mark_at_once_async(self, identity: Identity, mark: ChatMark) -> Snapshot | None:
+        """_mark_at_once on the event loop (service/async_database.py)."""
+        if self.loop_db is None:
+            return None
+        params = _mark_params(identity, mark)
+        return self._marked(mark, await self.loop_db.at_once(identity.tenant_id, "mark_chat", params, Snapshot))
+
+    def _marked(self, mark: ChatMark, snapshot: Snapshot | None) -> Snapshot | None:
+        if snapshot is not None:
+            self.db.snapshots.add(mark.trigger.value)
+        return snapshot
+
+    def _mark_in_transaction(self, identity: Identity, mark: ChatMark) -> Snapshot:
+        """The general path: a new or deleted chat, a replay, another version expected."""
+
+        def write_mark(write: Write) -> Snapshot:
+            if mark.title is not None:
+                write.set_title(mark.title)
+            return write.commit(mark.trigger, description=mark.description)[0]
+
+        return self._simple_write(identity, mark.chat, mark.options, mark.trigger, write_mark)
 
     def _simple_write(
         self,
@@ -438,4 +495,13 @@ def _edit_at_once(identity: Identity, edit: MessageEdit, version_id: UUID) -> di
         "deleted": edit.deletes, "trigger": edit.trigger.value, "description": description,
         "user_id": identity.user_id, "request_id": edit.options.request_id or None,
         "expected_version": edit.options.expected_version,
+    }  # fmt: skip
+
+
+def _mark_params(identity: Identity, mark: ChatMark) -> dict[str, Any]:
+    """mark_chat's parameters (service/sql/history.sql)."""
+    return {
+        "tenant_id": identity.tenant_id, "chat_id": mark.chat, "id": uuid4(), "title": mark.title,
+        "trigger": mark.trigger.value, "description": mark.description, "user_id": identity.user_id,
+        "request_id": mark.options.request_id or None, "expected_version": mark.options.expected_version,
     }  # fmt: skip

@@ -181,11 +181,10 @@ def test_short_calls_run_in_a_bounded_pool_of_their_own_and_transfers_do_not_wai
     caller.save(busy, "first")
     file_id = caller.upload(other, "f.bin", b"x" * 1000).file.id
     with serving(stack, grpc_call_workers=1) as served, psycopg.connect(stack.runtime.database_url) as admin:
-        admin.execute(  # hold the chat's lock: a rename of it waits, holding the one short-call thread
+        admin.execute(  # hold the chat's lock: archiving it waits, holding the one short-call thread
             "select 1 from tm_chats where tenant_id = %s and chat_id = %s for update", (caller.tenant_id, busy)
         )
-        request = api.RenameChatRequest(chat_id=busy, title="waits")
-        waiting = served.stub.RenameChat.future(request, metadata=caller.md)
+        waiting = served.stub.ArchiveChat.future(api.ArchiveChatRequest(chat_id=busy), metadata=caller.md)
         time.sleep(0.5)
         assert not waiting.done()
         # A health check, a transfer and an ordinary save are served meanwhile,
@@ -198,9 +197,9 @@ def test_short_calls_run_in_a_bounded_pool_of_their_own_and_transfers_do_not_wai
         saved = api.SaveMessageRequest(chat_id=other, content="on the loop", role=pb.MESSAGE_ROLE_USER)
         assert served.stub.SaveMessage(saved, metadata=caller.md, timeout=5).snapshot.version == 2
         # while another short call waits for the thread, and gives up with its deadline, having written nothing.
-        queued = api.RenameChatRequest(chat_id=other, title="queued")
+        queued = api.ArchiveChatRequest(chat_id=other)
         with pytest.raises(grpc.RpcError) as late:
-            served.stub.RenameChat(queued, metadata=caller.md, timeout=1)
+            served.stub.ArchiveChat(queued, metadata=caller.md, timeout=1)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         admin.rollback()
         assert waiting.result(timeout=10).snapshot.version == 2

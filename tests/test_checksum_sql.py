@@ -110,3 +110,12 @@ def test_the_sql_state_difference_borrows_and_wraps(
 ) -> None:
     row = conn.execute("select tm_state_sub(%s, %s)", (checksum.to_hex(state), checksum.to_hex(element))).fetchone()
     assert row is not None and row[0] == checksum.to_hex(state - element)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(title=TEXT)
+def test_the_sql_title_element_is_the_python_one(conn: psycopg.Connection[tuple[object, ...]], title: str) -> None:
+    """migrations/022's tm_title_element, which RenameChat's one-statement path uses, is title_element."""
+    for text in (title, NASTY, ""):
+        row = conn.execute("select tm_title_element(%s)", (text,)).fetchone()
+        assert row is not None and row[0] == checksum.to_hex(checksum.title_element(text))

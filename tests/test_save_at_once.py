@@ -1,5 +1,5 @@
-"""SaveMessage's, EditMessage's and DeleteMessage's ordinary cases in one round trip
-(save_message and edit_message in service/sql/history.sql).
+"""The ordinary cases of SaveMessage, EditMessage, DeleteMessage, RenameChat and CreateSnapshot in one
+round trip (save_message, edit_message and mark_chat in service/sql/history.sql).
 
 Each must write exactly what the general path (service/writes.py) writes, the
 checksum computed in SQL included, and leave every case that is not ordinary
@@ -23,7 +23,7 @@ from generated.timemachine.v1 import resources_pb2 as pb
 from generated.timemachine.v1 import service_pb2 as api
 from service import checksum
 from service.async_database import AsyncDatabase
-from service.history import History, MessageEdit, NewMessage
+from service.history import ChatMark, History, MessageEdit, NewMessage
 from service.models import Identity, Role, Trigger
 from service.writes import WriteOptions, open_write
 from tests.conftest import Caller, Stack
@@ -60,6 +60,11 @@ class Paths:
         if path == "blocking":
             return self.history._edit_at_once(identity, edit)
         return self._run(self.history._edit_at_once_async(identity, edit))
+
+    def mark(self, path: str, identity: Identity, mark: ChatMark) -> Any:
+        if path == "blocking":
+            return self.history._mark_at_once(identity, mark)
+        return self._run(self.history._mark_at_once_async(identity, mark))
 
     def edit_either_way(self, path: str, identity: Identity, edit: MessageEdit) -> Any:
         """History.edit_message: one round trip, or the general path when that writes nothing."""
@@ -457,3 +462,58 @@ def test_a_delete_in_a_chat_with_attachments_is_ordinary(stack: Stack, caller: C
         ("see the file", [uploaded.id]),
     ]
     assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=chat, check_content=True), metadata=caller.md).ok
+
+
+def _mark(paths: Paths, kind: str, chat_id: str, options: WriteOptions | None = None) -> ChatMark:
+    options = options or WriteOptions()
+    if kind == "rename":
+        return paths.history.new_rename(chat_id=chat_id, title=f"{NASTY} title", options=options)
+    return paths.history.new_manual_snapshot(chat_id=chat_id, description="before the big edit", options=options)
+
+
+@pytest.mark.parametrize("kind", ["rename", "snapshot"])
+def test_an_ordinary_rename_or_manual_snapshot_writes_what_the_general_path_writes(
+    stack: Stack, caller: Caller, paths: Paths, path: str, kind: str
+) -> None:
+    (fast, _), (slow, _) = _chat_with_a_message(caller), _chat_with_a_message(caller)
+    for chat in (fast, slow):
+        caller.rename(chat, "old title")
+    snapshot = paths.mark(path, _identity(caller), _mark(paths, kind, fast))
+    assert snapshot is not None, "an ordinary mark took the general path"
+    paths.history._mark_in_transaction(_identity(caller), _mark(paths, kind, slow))
+    fast_rows, slow_rows = _rows(stack, caller, fast), _rows(stack, caller, slow)
+    for rows in (fast_rows, slow_rows):  # element hashes and checksums depend on the message ids
+        for table in ("tm_chats", "tm_snapshots", "tm_messages"):
+            rows[table] = [tuple(v for v in row if not (isinstance(v, str) and len(v) == 64)) for row in rows[table]]
+    assert fast_rows == slow_rows
+    title = f"{NASTY} title" if kind == "rename" else "old title"
+    assert (snapshot.version, snapshot.title, snapshot.message_count) == (4, title, 2)
+    chat = caller.stub.GetChat(api.GetChatRequest(chat_id=fast), metadata=caller.md)
+    state = checksum.StateSum(checksum.title_element(title))
+    for position, m in enumerate(chat.messages, 1):
+        role = "user" if m.role == pb.MESSAGE_ROLE_USER else "assistant"
+        state.add(checksum.message_element(UUID(m.message_id), position, role, m.content))
+    assert snapshot.checksum == state.hex == chat.snapshot.checksum
+    assert chat.title == title
+    assert caller.stub.VerifyChat(api.VerifyChatRequest(chat_id=fast, check_content=True), metadata=caller.md).ok
+
+
+@pytest.mark.parametrize("kind", ["rename", "snapshot"])
+@pytest.mark.parametrize("case", ["expected_version", "request_id", "deleted_chat", "no_chat"])
+def test_a_mark_that_is_not_ordinary_is_left_to_the_general_path_with_nothing_written(
+    stack: Stack, caller: Caller, paths: Paths, path: str, kind: str, case: str
+) -> None:
+    chat, _ = _chat_with_a_message(caller)
+    caller.stub.RenameChat(api.RenameChatRequest(chat_id=chat, title="named", request_id="r-1"), metadata=caller.md)
+    options = WriteOptions()
+    if case == "expected_version":
+        options = WriteOptions(expected_version=2)
+    elif case == "request_id":
+        options = WriteOptions(request_id="r-1")
+    elif case == "deleted_chat":
+        caller.stub.DeleteChat(api.DeleteChatRequest(chat_id=chat), metadata=caller.md)
+    else:
+        chat = str(uuid.uuid4())
+    before = _rows(stack, caller, chat)
+    assert paths.mark(path, _identity(caller), _mark(paths, kind, chat, options)) is None
+    assert _rows(stack, caller, chat) == before

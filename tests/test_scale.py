@@ -365,7 +365,11 @@ def test_only_the_chat_list_walks_the_chat_list_index(scene_name: str, request: 
     with psycopg.connect(scene.database_url) as conn:
         conn.execute(f"set role {APP_ROLE}")
         conn.execute("select set_config('app.current_tenant_id', %s, false)", (str(tenant),))
-        for name, params in {"lock_chat": key, "get_chat_head": key, "save_message": save}.items():
+        mark = key | {
+            "id": uuid.uuid4(), "title": "renamed", "trigger": "chat_renamed", "description": "", "user_id": None,
+            "request_id": None, "expected_version": None,
+        }  # fmt: skip
+        for name, params in {"lock_chat": key, "get_chat_head": key, "save_message": save, "mark_chat": mark}.items():
             plan = [row[0] for row in conn.execute("explain (analyze, costs off) " + query(name), params)]
             scans = [line for line in plan if "Scan" in line and "tm_chats" in line]
             assert scans and all("tm_chats_pkey" in line for line in scans), f"{name}:\n" + "\n".join(plan)

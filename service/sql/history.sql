@@ -265,6 +265,45 @@ SELECT s.*, m.position, m.version, m.role, m.model_id, m.metadata, m.tokens, m.o
 FROM snapshot s, m
 WHERE tm_invariant((SELECT count(*) FROM chat) = 1, 'edit_message left head ' || s.version)
 
+-- name: mark_chat
+-- RenameChat's and CreateSnapshot's ordinary case in one statement, sent with
+-- the transaction's settings in one round trip, as save_message is: it locks
+-- the chat's head and writes a snapshot of the chat as it is, under a new
+-- title (the checksum moved from the old title's element to the new one's)
+-- or, with `title` NULL, the same (CreateSnapshot). Not ordinary (no chat
+-- yet, a deleted one, another version expected) it writes nothing and returns
+-- no row; a used request id fails on its unique index. Either way the caller
+-- takes the general path, which says why. No message is read, so a
+-- concurrent writer leaves nothing stale: `h` reads the row it left.
+WITH h AS (
+    SELECT c.head_version + 1 AS version, c.head_snapshot_id, greatest(clock_timestamp(), c.head_time) AS created_at,
+        c.message_count, c.file_count, c.total_tokens, c.title, c.state_sum
+    FROM tm_chats c
+    WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s AND NOT c.deleted
+      AND c.head_version = coalesce(%(expected_version)s, c.head_version)
+    FOR UPDATE
+), snapshot AS (
+    INSERT INTO tm_snapshots (id, tenant_id, chat_id, version, created_at, message_count, file_count, total_tokens,
+        trigger, trigger_description, previous_snapshot_id, checksum, title, user_id, request_id)
+    SELECT %(id)s, %(tenant_id)s, %(chat_id)s, h.version, h.created_at, h.message_count, h.file_count, h.total_tokens,
+        %(trigger)s, %(description)s, h.head_snapshot_id,
+        tm_state_add(tm_state_sub(h.state_sum, tm_title_element(h.title)), tm_title_element(t.title)), t.title,
+        %(user_id)s, %(request_id)s
+    FROM h, LATERAL (SELECT coalesce(%(title)s, h.title) AS title) t
+    RETURNING *
+), chat AS (
+    UPDATE tm_chats c
+    SET title = s.title, head_version = s.version, head_snapshot_id = s.id, head_time = s.created_at,
+        state_sum = s.checksum, last_user_id = coalesce(s.user_id, c.last_user_id)
+    FROM snapshot s
+    WHERE c.tenant_id = %(tenant_id)s AND c.chat_id = %(chat_id)s
+    RETURNING CASE WHEN c.watched_until > now() THEN pg_notify('tm_chat_events', concat(c.tenant_id, '/', c.chat_id,
+        (SELECT ' ' || j FROM (SELECT row_to_json(s)::text) e(j) WHERE octet_length(j) < 7000))) END
+)
+-- Checked for the row written, as save_message's: its chat's head moved with it.
+SELECT s.* FROM snapshot s
+WHERE tm_invariant((SELECT count(*) FROM chat) = 1, 'mark_chat left the head of version ' || s.version)
+
 -- name: lease_chat_events
 -- Writes to the chat notify for `lease_seconds` from now (migrations/018):
 -- renewed only once less than `renew_below` seconds of it are left, so that
