@@ -128,8 +128,9 @@ def limits(
         )
         paths = CounterMetricFamily(
             "tm_write_paths",
-            "Saves, edits and deletes by the path they took: one_trip (one statement, one round trip) or"
-            " general (a transaction: what the one trip does not take, including calls that then fail).",
+            "Chat actions (save, edit, delete, rename, snapshot) by the path they took: one_trip (one"
+            " statement, one round trip) or general (a transaction: what the one trip does not take,"
+            " including calls that then fail).",
             labels=["write", "path"],
         )
         for key, count in sorted(write_paths.counts().items()):
