@@ -101,7 +101,7 @@ def measure(runtime: Runtime, stub: service_pb2_grpc.TimeMachineServiceStub) -> 
 
     # 2. One snapshot of the 10,000-message chat: the seed's algorithm vs ours.
     def ours() -> None:
-        history.create_snapshot(who, chat_id=large, description="bench", options=WriteOptions())
+        history.mark_chat(who, history.new_manual_snapshot(chat_id=large, description="bench", options=WriteOptions()))
 
     seed_ms, ours_ms = [], []
     for _ in range(SNAPSHOT_SAMPLES):

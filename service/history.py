@@ -6,8 +6,9 @@ Each method validates its input, then runs one write (service/writes.py).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
 from psycopg.types.json import Jsonb
@@ -21,9 +22,29 @@ from service.errors import AlreadyExists
 from service.models import Identity, MessageVersion, Role, Snapshot, Trigger
 from service.tally import Tally
 from service.validation import Checker
-from service.writes import Replay, Write, WriteOptions, open_write
+from service.writes import Replay, WriteOptions, open_write
 
 T = TypeVar("T")
+U = TypeVar("U")
+
+
+@dataclass(frozen=True)
+class OneTrip(Generic[T]):
+    """An ordinary write as one statement in one round trip (Database.at_once, AsyncDatabase.at_once):
+    the statement, its parameters and row type, the trigger of the snapshot it writes, and the call's
+    answer made from the row it returns. No row: not ordinary, nothing written."""
+
+    tenant_id: UUID
+    statement: str
+    params: dict[str, Any]
+    row: type[Any]
+    trigger: Trigger
+    answer: Callable[[Any], T]
+
+    def then(self, pick: Callable[[T], U]) -> OneTrip[U]:
+        """The same write answering with pick(answer)."""
+        answer = self.answer
+        return replace(self, answer=lambda row: pick(answer(row)))  # type: ignore[arg-type, return-value]
 
 
 @dataclass(frozen=True)
@@ -127,38 +148,53 @@ class History:
 
     def save_message(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot]:
         """A new message (checked by new_message): the ordinary case in one round trip, else a transaction."""
-        saved = self._took("save", self._save_at_once(identity, new))
-        return saved or self._save_in_transaction(identity, new)
+        return self._write("save", self._save_trip(identity, new), lambda: self._save_in_transaction(identity, new))
 
     async def save_message_async(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot]:
         """save_message for the event loop: the ordinary case awaited there, the rest in a pool thread
         (the loop's default executor) with the call's context (identity, deadline)."""
-        saved = self._took("save", await self._save_at_once_async(identity, new))
-        if saved is None:
-            saved = await asyncio.to_thread(self._save_in_transaction, identity, new)
-        return saved
+        trip = self._save_trip(identity, new)
+        return await self._write_async("save", trip, lambda: self._save_in_transaction(identity, new))
 
-    def _took(self, write: str, at_once: T | None) -> T | None:
-        """`at_once`, the one trip's result, counted with the path the write takes by it."""
-        self.paths.add(f"{write}/{'general' if at_once is None else 'one_trip'}")
-        return at_once
+    def _write(self, write: str, trip: OneTrip[T] | None, general: Callable[[], T]) -> T:
+        """`trip` in one round trip from this thread, else `general` (a transaction); counted by path."""
+        done = self._one_trip(trip)
+        self._count(write, done is not None)
+        return done if done is not None else general()
 
-    def _save_at_once(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot] | None:
-        """The ordinary case in one round trip (see _at_once); None: not ordinary, nothing written."""
+    async def _write_async(self, write: str, trip: OneTrip[T] | None, general: Callable[[], T]) -> T:
+        """_write on the event loop: `trip` awaited there, `general` in a pool thread."""
+        done = await self._one_trip_async(trip)
+        self._count(write, done is not None)
+        return done if done is not None else await asyncio.to_thread(general)
+
+    def _one_trip(self, trip: OneTrip[T] | None) -> T | None:
+        if trip is None:
+            return None
+        return self._answer(trip, self.db.at_once(trip.tenant_id, trip.statement, trip.params, trip.row))
+
+    async def _one_trip_async(self, trip: OneTrip[T] | None) -> T | None:
+        if trip is None or self.loop_db is None:
+            return None
+        return self._answer(trip, await self.loop_db.at_once(trip.tenant_id, trip.statement, trip.params, trip.row))
+
+    def _answer(self, trip: OneTrip[T], row: Any) -> T | None:
+        if row is None:
+            return None
+        self.db.snapshots.add(trip.trigger.value)  # committed: the statement ran in its own transaction
+        return trip.answer(row)
+
+    def _count(self, write: str, one_trip: bool) -> None:
+        self.paths.add(f"{write}/{'one_trip' if one_trip else 'general'}")
+
+    def _save_trip(self, identity: Identity, new: NewMessage) -> OneTrip[tuple[MessageVersion, Snapshot]] | None:
+        """The ordinary save as one statement (see _save_params); None: attachments, which it does not take."""
         if new.attachments:
             return None
         version_id = uuid4()
-        row = self.db.at_once(identity.tenant_id, "save_message", _at_once(identity, new, version_id), tuple)
-        return None if row is None else self._saved(identity, new, version_id, row)
-
-    async def _save_at_once_async(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot] | None:
-        """_save_at_once on the event loop (service/async_database.py)."""
-        if new.attachments or self.loop_db is None:
-            return None
-        version_id = uuid4()
-        params = _at_once(identity, new, version_id)
-        row = await self.loop_db.at_once(identity.tenant_id, "save_message", params, tuple)
-        return None if row is None else self._saved(identity, new, version_id, row)
+        params = _save_params(identity, new, version_id)
+        saved = lambda row: self._saved(identity, new, version_id, row)  # noqa: E731
+        return OneTrip(identity.tenant_id, "save_message", params, tuple, new.trigger, saved)
 
     def _save_in_transaction(self, identity: Identity, new: NewMessage) -> tuple[MessageVersion, Snapshot]:
         """The general path: a new or deleted chat, a replay, another version expected, attachments."""
@@ -192,29 +228,12 @@ class History:
     ) -> tuple[MessageVersion, Snapshot]:
         """What save_message (service/sql/history.sql) wrote, from the row it returned: the snapshot's
         columns, then the message's position."""
-        self.db.snapshots.add(new.trigger.value)
         snapshot = Snapshot(*row[:-1])
-        version = MessageVersion(
-            id=version_id,
-            tenant_id=snapshot.tenant_id,
-            chat_id=snapshot.chat_id,
-            message_id=new.message,
-            snapshot_id=snapshot.id,
-            chat_version=snapshot.version,
-            version=1,
-            position=row[-1],
-            role=new.role.value,
-            content=new.content,
-            model_id=new.model_id,
-            metadata=new.metadata,
-            tokens=new.tokens,
-            is_deleted=False,
-            edit_reason="",
-            edited_by=identity.user_id,
-            created_at=snapshot.created_at,
-            original_created_at=snapshot.created_at,
-            is_active=True,
-        )
+        version = _written_version(
+            identity, snapshot, version_id, new.message, version=1, position=row[-1], role=new.role.value,
+            content=new.content, model_id=new.model_id, metadata=new.metadata, tokens=new.tokens, is_deleted=False,
+            edit_reason="", original_created_at=snapshot.created_at,
+        )  # fmt: skip
         return version, snapshot
 
     def new_edit(
@@ -249,35 +268,22 @@ class History:
 
     def edit_message(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
         """A message's new version (checked by new_edit): the ordinary case in one round trip, else a transaction."""
-        edited = self._took("edit", self._edit_at_once(identity, edit))
-        return edited or self._edit_in_transaction(identity, edit)
+        return self._write("edit", self._change_trip(identity, edit), lambda: self._edit_in_transaction(identity, edit))
 
     async def edit_message_async(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
         """edit_message for the event loop, as save_message_async."""
-        edited = self._took("edit", await self._edit_at_once_async(identity, edit))
-        if edited is None:
-            edited = await asyncio.to_thread(self._edit_in_transaction, identity, edit)
-        return edited
+        trip = self._change_trip(identity, edit)
+        return await self._write_async("edit", trip, lambda: self._edit_in_transaction(identity, edit))
 
-    def _edit_at_once(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot] | None:
-        """The ordinary case in one round trip (edit_message in service/sql/history.sql); None: not
-        ordinary, nothing written."""
+    def _change_trip(self, identity: Identity, edit: MessageEdit) -> OneTrip[tuple[MessageVersion, Snapshot]] | None:
+        """The ordinary edit or delete as one statement (edit_message in service/sql/history.sql);
+        None: attachments given, which it does not take."""
         if edit.attachments:
             return None
         version_id = uuid4()
-        row = self.db.at_once(identity.tenant_id, "edit_message", _edit_at_once(identity, edit, version_id), tuple)
-        return None if row is None else self._edited(identity, edit, version_id, row)
-
-    async def _edit_at_once_async(
-        self, identity: Identity, edit: MessageEdit
-    ) -> tuple[MessageVersion, Snapshot] | None:
-        """_edit_at_once on the event loop (service/async_database.py)."""
-        if edit.attachments or self.loop_db is None:
-            return None
-        version_id = uuid4()
-        params = _edit_at_once(identity, edit, version_id)
-        row = await self.loop_db.at_once(identity.tenant_id, "edit_message", params, tuple)
-        return None if row is None else self._edited(identity, edit, version_id, row)
+        params = _change_params(identity, edit, version_id)
+        edited = lambda row: self._edited(identity, edit, version_id, row)  # noqa: E731
+        return OneTrip(identity.tenant_id, "edit_message", params, tuple, edit.trigger, edited)
 
     def _edit_in_transaction(self, identity: Identity, edit: MessageEdit) -> tuple[MessageVersion, Snapshot]:
         """The general path: a missing or deleted chat or message, a replay, another version expected,
@@ -318,43 +324,20 @@ class History:
         """What edit_message (service/sql/history.sql) wrote, from the row it returned: the snapshot's
         columns, then the new version's position, version, role, model id, metadata, tokens and
         original time."""
-        self.db.snapshots.add(edit.trigger.value)
         snapshot = Snapshot(*row[:-7])
         position, version_number, role, model_id, metadata, tokens, original_created_at = row[-7:]
-        version = MessageVersion(
-            id=version_id,
-            tenant_id=snapshot.tenant_id,
-            chat_id=snapshot.chat_id,
-            message_id=edit.message,
-            snapshot_id=snapshot.id,
-            chat_version=snapshot.version,
-            version=version_number,
-            position=position,
-            role=role,
-            content=edit.content,
-            model_id=model_id,
-            metadata=metadata,
-            tokens=tokens,
-            is_deleted=edit.deletes,
-            edit_reason=edit.edit_reason,
-            edited_by=identity.user_id,
-            created_at=snapshot.created_at,
-            original_created_at=original_created_at,
-            is_active=True,
-        )
+        version = _written_version(
+            identity, snapshot, version_id, edit.message, version=version_number, position=position, role=role,
+            content=edit.content, model_id=model_id, metadata=metadata, tokens=tokens, is_deleted=edit.deletes,
+            edit_reason=edit.edit_reason, original_created_at=original_created_at,
+        )  # fmt: skip
         return version, snapshot
 
-    def delete_message(self, identity: Identity, deletion: MessageEdit) -> Snapshot:
-        """A message's tombstone (checked by new_deletion): in one round trip when ordinary, else a transaction."""
-        deleted = self._took("delete", self._edit_at_once(identity, deletion))
-        return deleted[1] if deleted is not None else self._delete_in_transaction(identity, deletion)
-
     async def delete_message_async(self, identity: Identity, deletion: MessageEdit) -> Snapshot:
-        """delete_message for the event loop, as save_message_async."""
-        deleted = self._took("delete", await self._edit_at_once_async(identity, deletion))
-        if deleted is not None:
-            return deleted[1]
-        return await asyncio.to_thread(self._delete_in_transaction, identity, deletion)
+        """A message's tombstone (checked by new_deletion), on the event loop as save_message_async."""
+        trip = self._change_trip(identity, deletion)
+        snapshot = None if trip is None else trip.then(lambda written: written[1])
+        return await self._write_async("delete", snapshot, lambda: self._delete_in_transaction(identity, deletion))
 
     def _delete_in_transaction(self, identity: Identity, deletion: MessageEdit) -> Snapshot:
         """The general path: a missing or deleted chat or message, a replay, another version expected."""
@@ -400,68 +383,32 @@ class History:
         assert chat is not None
         return ChatMark(chat, None, Trigger.MANUAL_SNAPSHOT, description, options)
 
-    def rename_chat(self, identity: Identity, *, chat_id: str, title: str, options: WriteOptions) -> Snapshot:
-        return self.mark_chat(identity, self.new_rename(chat_id=chat_id, title=title, options=options))
-
-    def create_snapshot(self, identity: Identity, *, chat_id: str, description: str, options: WriteOptions) -> Snapshot:
-        mark = self.new_manual_snapshot(chat_id=chat_id, description=description, options=options)
-        return self.mark_chat(identity, mark)
-
     def mark_chat(self, identity: Identity, mark: ChatMark) -> Snapshot:
         """A rename or a manual snapshot: in one round trip when ordinary, else a transaction."""
-        marked = self._took(mark.write, self._mark_at_once(identity, mark))
-        return marked or self._mark_in_transaction(identity, mark)
+        return self._write(
+            mark.write, self._mark_trip(identity, mark), lambda: self._mark_in_transaction(identity, mark)
+        )
 
     async def mark_chat_async(self, identity: Identity, mark: ChatMark) -> Snapshot:
         """mark_chat for the event loop, as save_message_async."""
-        marked = self._took(mark.write, await self._mark_at_once_async(identity, mark))
-        if marked is None:
-            marked = await asyncio.to_thread(self._mark_in_transaction, identity, mark)
-        return marked
+        trip = self._mark_trip(identity, mark)
+        return await self._write_async(mark.write, trip, lambda: self._mark_in_transaction(identity, mark))
 
-    def _mark_at_once(self, identity: Identity, mark: ChatMark) -> Snapshot | None:
-        """The ordinary case in one round trip (mark_chat in service/sql/history.sql); None: not
-        ordinary, nothing written."""
+    def _mark_trip(self, identity: Identity, mark: ChatMark) -> OneTrip[Snapshot]:
+        """The ordinary rename or manual snapshot as one statement (mark_chat in service/sql/history.sql)."""
         params = _mark_params(identity, mark)
-        return self._marked(mark, self.db.at_once(identity.tenant_id, "mark_chat", params, Snapshot))
-
-    async def _mark_at_once_async(self, identity: Identity, mark: ChatMark) -> Snapshot | None:
-        """_mark_at_once on the event loop (service/async_database.py)."""
-        if self.loop_db is None:
-            return None
-        params = _mark_params(identity, mark)
-        return self._marked(mark, await self.loop_db.at_once(identity.tenant_id, "mark_chat", params, Snapshot))
-
-    def _marked(self, mark: ChatMark, snapshot: Snapshot | None) -> Snapshot | None:
-        if snapshot is not None:
-            self.db.snapshots.add(mark.trigger.value)
-        return snapshot
+        return OneTrip(identity.tenant_id, "mark_chat", params, Snapshot, mark.trigger, lambda snapshot: snapshot)
 
     def _mark_in_transaction(self, identity: Identity, mark: ChatMark) -> Snapshot:
         """The general path: a new or deleted chat, a replay, another version expected."""
-
-        def write_mark(write: Write) -> Snapshot:
+        with self.db.transaction(identity.tenant_id) as tx:
+            try:
+                write = open_write(tx, identity, mark.chat, mark.options, (mark.trigger,))
+            except Replay as replay:
+                return replay.snapshot
             if mark.title is not None:
                 write.set_title(mark.title)
             return write.commit(mark.trigger, description=mark.description)[0]
-
-        return self._simple_write(identity, mark.chat, mark.options, mark.trigger, write_mark)
-
-    def _simple_write(
-        self,
-        identity: Identity,
-        chat: UUID,
-        options: WriteOptions,
-        trigger: Trigger,
-        action: Any,
-    ) -> Snapshot:
-        with self.db.transaction(identity.tenant_id) as tx:
-            try:
-                write = open_write(tx, identity, chat, options, (trigger,))
-            except Replay as replay:
-                return replay.snapshot
-            result: Snapshot = action(write)
-            return result
 
     @staticmethod
     def _replayed_message(write_tx: Any, identity: Identity, snapshot: Snapshot) -> tuple[MessageVersion, Snapshot]:
@@ -472,7 +419,7 @@ class History:
         return message, snapshot
 
 
-def _at_once(identity: Identity, new: NewMessage, version_id: UUID) -> dict[str, Any]:
+def _save_params(identity: Identity, new: NewMessage, version_id: UUID) -> dict[str, Any]:
     """save_message's parameters (service/sql/history.sql): the ordinary case written in one statement,
     as the general path writes it, checksum included. Not ordinary (a new or deleted chat, another
     version expected, a used request or message id), it writes nothing and the general path runs."""
@@ -485,7 +432,7 @@ def _at_once(identity: Identity, new: NewMessage, version_id: UUID) -> dict[str,
     }  # fmt: skip
 
 
-def _edit_at_once(identity: Identity, edit: MessageEdit, version_id: UUID) -> dict[str, Any]:
+def _change_params(identity: Identity, edit: MessageEdit, version_id: UUID) -> dict[str, Any]:
     """edit_message's parameters (service/sql/history.sql): the ordinary edit or delete written in one
     statement, as the general path writes it. Not ordinary, it writes nothing and the general path runs."""
     description = "message deleted" if edit.deletes else edit.edit_reason or "message edited"
@@ -505,3 +452,15 @@ def _mark_params(identity: Identity, mark: ChatMark) -> dict[str, Any]:
         "trigger": mark.trigger.value, "description": mark.description, "user_id": identity.user_id,
         "request_id": mark.options.request_id or None, "expected_version": mark.options.expected_version,
     }  # fmt: skip
+
+
+def _written_version(
+    identity: Identity, snapshot: Snapshot, version_id: UUID, message_id: UUID, **fields: Any
+) -> MessageVersion:
+    """The message version a one-trip statement wrote with `snapshot`: what the snapshot and the caller
+    fix, and `fields`, what the message has."""
+    return MessageVersion(
+        id=version_id, tenant_id=snapshot.tenant_id, chat_id=snapshot.chat_id, message_id=message_id,
+        snapshot_id=snapshot.id, chat_version=snapshot.version, edited_by=identity.user_id,
+        created_at=snapshot.created_at, is_active=True, **fields,
+    )  # fmt: skip

@@ -51,20 +51,20 @@ class Paths:
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def save(self, path: str, identity: Identity, new: NewMessage) -> Any:
+    def trip(self, path: str, trip: Any) -> Any:
+        """A one-trip write alone (no general path): blocking or on the loop."""
         if path == "blocking":
-            return self.history._save_at_once(identity, new)
-        return self._run(self.history._save_at_once_async(identity, new))
+            return self.history._one_trip(trip)
+        return self._run(self.history._one_trip_async(trip))
+
+    def save(self, path: str, identity: Identity, new: NewMessage) -> Any:
+        return self.trip(path, self.history._save_trip(identity, new))
 
     def edit(self, path: str, identity: Identity, edit: MessageEdit) -> Any:
-        if path == "blocking":
-            return self.history._edit_at_once(identity, edit)
-        return self._run(self.history._edit_at_once_async(identity, edit))
+        return self.trip(path, self.history._change_trip(identity, edit))
 
     def mark(self, path: str, identity: Identity, mark: ChatMark) -> Any:
-        if path == "blocking":
-            return self.history._mark_at_once(identity, mark)
-        return self._run(self.history._mark_at_once_async(identity, mark))
+        return self.trip(path, self.history._mark_trip(identity, mark))
 
     def edit_either_way(self, path: str, identity: Identity, edit: MessageEdit) -> Any:
         """History.edit_message: one round trip, or the general path when that writes nothing."""
