@@ -377,7 +377,9 @@ def test_an_edit_whose_message_moved_meanwhile_writes_nothing_in_one_trip(
     waiting = threading.Thread(target=lambda: result.append(paths.edit(path, _identity(caller), edit)))
     with (
         stack.stores.db.transaction(UUID(caller.tenant_id)) as tx,
-        psycopg.connect(stack.runtime.database_url) as admin,
+        # autocommit: inside a transaction pg_stat_activity is read once and kept, so a first look taken
+        # before the statement waits would never see it wait (the test failed so, now and then)
+        psycopg.connect(stack.runtime.database_url, autocommit=True) as admin,
     ):
         write = open_write(tx, _identity(caller), UUID(chat), WriteOptions(), ())  # holds the chat's lock
         waiting.start()
