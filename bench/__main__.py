@@ -28,7 +28,7 @@ from server.bootstrap import Runtime
 from service.config import Settings
 
 RESULTS = Path(__file__).parent / "results.json"
-GOALS = {
+GOALS: dict[str, dict[str, float]] = {
     "write_latency_growth_10k_over_100": {"at_most": 1.5},
     "seed_algorithm_over_ours_at_10k": {"at_least": 10},
     "upload_ratio_vs_boto3": {"at_least": 0.5},
@@ -46,6 +46,10 @@ GOALS = {
     "write_ratio_vs_raw_psycopg": {"at_least": 0.6},
     "pg_cpu_per_write_over_lean": {"at_most": 2.5},
     "server_cpu_per_write_over_echo": {"at_most": 2.5},
+    # Ours, not the issue's (2026-12-06): the two goals above lie below what grpc.aio and psycopg allow on
+    # this machine (bench/floor.py), so these hold what our own code adds to that floor, against regressions.
+    "server_cpu_per_write_over_library_floor": {"at_most": 1.3},
+    "write_ratio_vs_library_floor": {"at_least": 0.85},
     "import_ratio_vs_copy": {"at_least": 0.3},
     "watchers_per_replica": {"at_least": 2000},
     "watch_event_p99_ms": {"at_most": 250},
@@ -100,9 +104,23 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     previous.update(results)  # a subset run keeps the other sections' figures, and their goals
-    previous["goals"] = {name: goal for name, goal in GOALS.items() if name in previous}
+    previous["goals"] = judged(previous)
     RESULTS.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
     print(json.dumps(results, indent=2, sort_keys=True))
+    unmet = sorted(name for name, goal in previous["goals"].items() if not goal["met"])
+    print(f"goals not met: {', '.join(unmet) or 'none'}", file=sys.stderr)
+
+
+def judged(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each goal whose figure was measured, with whether the figure meets it (bounds inclusive)."""
+    goals: dict[str, dict[str, Any]] = {}
+    for name, goal in GOALS.items():
+        if name not in figures:
+            continue
+        value = figures[name]
+        met = all(value <= bound if kind == "at_most" else value >= bound for kind, bound in goal.items())
+        goals[name] = {**goal, "met": met}
+    return goals
 
 
 if __name__ == "__main__":

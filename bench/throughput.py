@@ -2,7 +2,9 @@
 
 Eight client threads, each on its own chat, in a process of their own
 (bench/load.py), 4 s for each kind of load, five rounds interleaved (each
-figure is the median of its rounds):
+figure is the median of its rounds). Our server serves from this process, each
+baseline server from one of its own (bench/baselines.py), and each is charged
+its own process's CPU:
 - SaveMessage over gRPC, against the same SQL issued raw with psycopg as
   the service role: `write_ratio_vs_raw_psycopg` (what the service adds);
   EditMessage beside it, each thread editing one message of its chat
@@ -22,31 +24,25 @@ figure is the median of its rounds):
   `library_floor_cpu_per_write_over_echo`, the lowest
   `server_cpu_per_write_over_echo` these libraries allow. Its rate over the
   raw one, `library_floor_write_ratio_vs_raw_psycopg`, is the same bound for
-  `write_ratio_vs_raw_psycopg`.
+  `write_ratio_vs_raw_psycopg`; ours over the floor's,
+  `write_ratio_vs_library_floor`, is what our code costs in rate.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from bench.floor import FloorServer
-from bench.load import ECHO
+from bench.baselines import Baseline
 from bench.quiet import quiesce
 from server.bootstrap import Runtime
-from server.bridge import bridge
 from service.async_database import loop_pool_size
 
 THREADS = 8
@@ -80,8 +76,9 @@ def server_cpu() -> float:
     return times.user + times.system
 
 
-def _load(kind: str, target: str, tenant: str, runtime: Runtime) -> dict[str, Any]:
-    pg_before, server_before = postgres_cpu(runtime), server_cpu()
+def _load(kind: str, target: str, tenant: str, runtime: Runtime, server: Callable[[], float]) -> dict[str, Any]:
+    """One load of `kind` at `target`; `server` reads the CPU of the process that serves it."""
+    pg_before, server_before = postgres_cpu(runtime), server()
     reply = subprocess.run(
         [sys.executable, "-m", "bench.load", kind, target, str(THREADS), str(SECONDS), tenant],
         capture_output=True,
@@ -89,7 +86,7 @@ def _load(kind: str, target: str, tenant: str, runtime: Runtime) -> dict[str, An
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    pg_after, server_after = postgres_cpu(runtime), server_cpu()
+    pg_after, server_after = postgres_cpu(runtime), server()
     result: dict[str, Any] = json.loads(reply.stdout)
     if not result["calls"]:  # every thread failed on its first call: say so rather than divide by zero
         raise RuntimeError(f"the {kind} load at {target} made no calls: {reply.stderr[-2000:]}")
@@ -98,73 +95,29 @@ def _load(kind: str, target: str, tenant: str, runtime: Runtime) -> dict[str, An
     return result
 
 
-def _echo_service(echo: grpc.RpcMethodHandler) -> grpc.GenericRpcHandler:
-    assert ECHO == "/bench.Echo/Echo"
-    return grpc.method_handlers_generic_handler("bench.Echo", {"Echo": echo})
-
-
-_ECHO = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
-
-
-def _echo_server() -> tuple[grpc.Server, str]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
-    server.add_generic_rpc_handlers((_echo_service(_ECHO),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, f"127.0.0.1:{port}"
-
-
-class _BridgedEcho:
-    """The echo served as our server serves every unary call: grpc.aio on an event loop thread, the
-    handler run in a pool thread through server/bridge.py. Its CPU per call over the threaded echo's
-    is what the architecture costs before any of our code runs."""
-
-    def __init__(self) -> None:
-        self.pool = futures.ThreadPoolExecutor(max_workers=32)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="bench-echo-loop", daemon=True)
-        self.thread.start()
-        self.server, port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result()
-        self.address = f"127.0.0.1:{port}"
-
-    async def _start(self) -> tuple[Any, int]:
-        server = grpc.aio.server(migration_thread_pool=self.pool)
-        server.add_generic_rpc_handlers((_echo_service(bridge(_ECHO, self.pool)),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        return server, port
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(1), self.loop).result()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.pool.shutdown()
-
-
 def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     quiesced = quiesce(runtime)
     tenant = str(uuid.uuid4())
-    echo_server, echo_address = _echo_server()
-    bridged = _BridgedEcho()
-    floor = FloorServer(runtime.database_url, loop_pool_size(runtime.settings.db_pool_max))
-    # name: (the load bench/load.py runs, its target)
-    kinds = {
-        "save": ("save", address),
-        "edit": ("edit", address),
-        "raw": ("raw", runtime.database_url),
-        "lean": ("lean", runtime.database_url),
-        "echo": ("echo", echo_address),
-        "aio_echo": ("echo", bridged.address),
-        "floor": ("save", floor.address),
+    # Each baseline server in a process of its own (bench/baselines.py says why).
+    echo, bridged = Baseline("echo"), Baseline("bridged_echo")
+    floor = Baseline("floor", runtime.database_url, str(loop_pool_size(runtime.settings.db_pool_max)))
+    # name: (the load bench/load.py runs, its target, the CPU of the process serving it)
+    kinds: dict[str, tuple[str, str, Callable[[], float]]] = {
+        "save": ("save", address, server_cpu),
+        "edit": ("edit", address, server_cpu),
+        "raw": ("raw", runtime.database_url, server_cpu),  # no server: ours stays idle
+        "lean": ("lean", runtime.database_url, server_cpu),
+        "echo": ("echo", echo.address, lambda: cpu_of(echo.pid)),
+        "aio_echo": ("echo", bridged.address, lambda: cpu_of(bridged.pid)),
+        "floor": ("save", floor.address, lambda: cpu_of(floor.pid)),
     }
     rounds: list[dict[str, dict[str, Any]]] = []
     try:
         for _ in range(ROUNDS):
-            rounds.append({name: _load(kind, target, tenant, runtime) for name, (kind, target) in kinds.items()})
+            rounds.append({name: _load(*load[:2], tenant, runtime, load[2]) for name, load in kinds.items()})
     finally:
-        echo_server.stop(grace=1)
-        bridged.stop()
-        floor.stop()
+        for baseline in (echo, bridged, floor):
+            baseline.stop()
 
     def median(figure: Callable[[dict[str, Any]], float], kind: str) -> float:
         return statistics.median(figure(run[kind]) for run in rounds)
@@ -191,6 +144,7 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     # Both against what grpc.aio and psycopg cost for the same write with none of our code (bench/floor.py).
     results["library_floor_writes_per_s"] = round(rate["floor"])
     results["library_floor_write_ratio_vs_raw_psycopg"] = round(rate["floor"] / rate["raw"], 2)
+    results["write_ratio_vs_library_floor"] = round(rate["save"] / rate["floor"], 2)
     results["server_cpu_ms_per_library_floor_write"] = round(per_call["floor"] * 1000, 3)
     results["library_floor_cpu_per_write_over_echo"] = round(per_call["floor"] / per_call["echo"], 2)
     results["server_cpu_per_write_over_library_floor"] = round(per_call["save"] / per_call["floor"], 2)
