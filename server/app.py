@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import Coroutine
@@ -398,6 +399,12 @@ class App:
         for name in ("", SERVICE):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.readiness.start()
+        # What start-up made (modules, protobuf descriptors, botocore's service models: ~157,000
+        # objects) lives as long as the process. In the collector's view, every full collection
+        # walked it all, 75 ms with every Python thread stopped (the event loop too); frozen, a
+        # full collection takes 0.3 ms. Garbage is collected first, so none is kept for ever.
+        gc.collect()
+        gc.freeze()
 
     def stop(self, grace: float = 10.0) -> None:
         """Health goes NOT_SERVING, new calls are refused, in-flight calls finish."""

@@ -101,6 +101,10 @@ class Tracing:
         if self.provider is not None:
             self.provider.shutdown()
 
+    def traces(self, method: str) -> bool:
+        """Whether calls of `method` get a span (decided once per method: server_span costs a generator)."""
+        return self.tracer is not None and method not in UNTRACED
+
     @contextmanager
     def server_span(self, service: str, method: str, metadata: Any) -> Iterator[trace.Span | None]:
         """The span of one call, a child of the caller's `traceparent` when it sent one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from service import migrations
-from tests.conftest import Stack, rpc_error
+from tests.conftest import Stack, rpc_error, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,3 +104,12 @@ def test_generated_code_is_up_to_date() -> None:
 def test_migrations_apply_once(stack: Stack) -> None:
     assert migrations.apply(stack.runtime.database_url) == []
     assert [m.number for m in migrations.available()] == list(range(1, len(migrations.available()) + 1))
+
+
+def test_a_started_server_keeps_its_start_up_objects_out_of_full_collections(stack: Stack) -> None:
+    """Start-up's objects live as long as the process. Frozen, a full collection no longer walks them:
+    it took 75 ms with every Python thread stopped (server/app.py)."""
+    with serving(stack):
+        frozen = gc.get_freeze_count()
+        assert frozen > 100_000
+        assert len(gc.get_objects()) < frozen / 10  # what a full collection still walks
