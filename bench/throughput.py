@@ -114,7 +114,9 @@ def measure(runtime: Runtime, address: str) -> dict[str, Any]:
     rounds: list[dict[str, dict[str, Any]]] = []
     try:
         for _ in range(ROUNDS):
-            rounds.append({name: _load(*load[:2], tenant, runtime, load[2]) for name, load in kinds.items()})
+            rounds.append(
+                {name: _load(kind, target, tenant, runtime, cpu) for name, (kind, target, cpu) in kinds.items()}
+            )
     finally:
         for baseline in (echo, bridged, floor):
             baseline.stop()
