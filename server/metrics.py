@@ -2,9 +2,11 @@
 
 The gRPC series carry the names go-grpc-prometheus and the dashboards built
 for it expect (grpc_server_started_total, grpc_server_handled_total, ...), so
-existing gRPC dashboards and alerts work unchanged. The rest describe this
-server's limits: pooled connections, transfer and watch slots, the export
-queue, vault bytes and sweeper deletions. No label ever names a tenant, a
+existing gRPC dashboards and alerts work unchanged. The process's CPU,
+memory, file descriptors and garbage collections carry prometheus-client's
+standard names (process_*, python_*). The rest describe this server's
+limits: pooled connections, transfer and watch slots, the export queue,
+vault bytes and sweeper deletions. No label ever names a tenant, a
 chat or a user (unbounded, and they would leak who uses the service).
 
 Each App has a registry of its own, so several servers in one process (the
@@ -17,7 +19,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -70,6 +80,12 @@ class Metrics:
         self.sent = Counter("grpc_server_msg_sent", "Stream messages sent to clients.", CALL_LABELS, registry=r)
         self.gauges = Gauges()
         r.register(self.gauges)
+        # The process's own series, as every Prometheus client exports them by default (ours is not the
+        # default registry): process_cpu_seconds_total, process_resident_memory_bytes, open fds, and
+        # python_gc_collections_total{generation}, whose generation 2 stops every thread while it runs.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.port = 0

@@ -111,6 +111,12 @@ def test_a_scrape_counts_the_calls_made(measured: tuple[App, Caller]) -> None:
     assert grew("tm_snapshots_written_total", "trigger", "file_uploaded") == 1
     assert grew("tm_vault_bytes_total", "direction", "in") == len(data)
     assert grew("tm_vault_bytes_total", "direction", "out") == len(data)
+    # The process's own series, under the names every Prometheus client uses.
+    assert samples[("process_resident_memory_bytes", frozenset())] > 10 * 2**20
+    assert samples[("process_cpu_seconds_total", frozenset())] > 0
+    assert samples[("process_open_fds", frozenset())] > 0
+    assert samples[("python_gc_collections_total", frozenset({("generation", "2")}))] >= 1  # start-up collects
+    assert any(name == "python_info" for name, _ in samples)  # labelled with the interpreter's version
     # No label names a tenant, a user or a chat.
     for secret in (caller.tenant_id, caller.user_id, chat):
         assert secret not in text
