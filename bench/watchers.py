@@ -11,11 +11,16 @@ of saves without and with the watches open, interleaved, medians reported:
 - `save_p50_ratio_with_watchers`: SaveMessage p50 while they are open over
   its p50 before they opened, same load (goal at most 1.5);
 - `server_rss_kib_per_watcher`: this process's RSS growth per open watch
-  (goal at most 50).
+  (goal at most 50);
+- recorded: `server_objects_per_watcher`, the objects the garbage collector
+  tracks per open watch, and `server_full_gc_ms_with_watchers`, a full
+  collection's CPU while they are open (it pauses every call on the
+  replica; start-up's objects are frozen out of it, server/app.py).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import subprocess
@@ -127,11 +132,15 @@ def measure(port: int, stub: service_pb2_grpc.TimeMachineServiceStub, runtime: R
     cpu: dict[str, list[dict[str, float]]] = {"without": [], "with": []}
     reports: list[dict[str, Any]] = []
     rss_per_watcher: list[float] = []
+    objects_per_watcher: list[float] = []
+    full_gc_ms: list[float] = []
     for _ in range(ROUNDS):  # interleaved: single runs of this figure moved between 1.1 and 20
         server, pg = server_cpu(), postgres_cpu(runtime) or 0.0
         p50s["without"].append(statistics.median(_saves_elsewhere(port, md, chats)))
         cpu["without"].append({"server": server_cpu() - server, "postgres": (postgres_cpu(runtime) or 0.0) - pg})
         before = _rss_kib()
+        gc.collect()  # the objects this process tracks, garbage gone (the server runs in this process)
+        objects = len(gc.get_objects())
         client, opened = _open_watchers(port, tenant, _heads(stub, md, chats))
         try:
             time.sleep(1)  # let allocations settle
@@ -141,6 +150,10 @@ def measure(port: int, stub: service_pb2_grpc.TimeMachineServiceStub, runtime: R
             cpu["with"].append({"server": server_cpu() - server, "postgres": (postgres_cpu(runtime) or 0.0) - pg,
                                 "watch_client": cpu_of(client.pid) - watch})  # fmt: skip
             time.sleep(1)  # the last deliveries
+            began = time.thread_time()  # after the saves were timed: the collection pauses them all
+            gc.collect()
+            full_gc_ms.append((time.thread_time() - began) * 1000)
+            objects_per_watcher.append((len(gc.get_objects()) - objects) / opened)
         finally:
             reports.append(_close_watchers(client))
     p50_without, p50_with = statistics.median(p50s["without"]), statistics.median(p50s["with"])
@@ -160,6 +173,8 @@ def measure(port: int, stub: service_pb2_grpc.TimeMachineServiceStub, runtime: R
         "save_p50_ms_with_watchers_rounds": ms,
         "save_p50_ratio_with_watchers": round(p50_with / p50_without, 2),
         "server_rss_kib_per_watcher": round(statistics.median(rss_per_watcher), 1),
+        "server_objects_per_watcher": round(statistics.median(objects_per_watcher), 1),
+        "server_full_gc_ms_with_watchers": round(statistics.median(full_gc_ms), 1),
         "watch_cpu_seconds": {
             phase: {p: cpu_seconds(phase, p) for p in cpu[phase][0]} for phase in ("without", "with")
         },
