@@ -339,6 +339,8 @@ class Watcher:
                         last = row.version
                     if len(rows) < PAGE:
                         break
+                # A watch lives for hours: it must not keep the last page it replayed (up to PAGE snapshots).
+                del rows
                 while True:  # then live
                     pushed = await follower.next()
                     if pushed is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 import uuid
@@ -14,7 +15,7 @@ from generated.timemachine.v1 import service_pb2 as api
 from generated.timemachine.v1 import service_pb2_grpc
 from service.errors import ResourceExhausted
 from service.events import Watcher
-from service.models import Identity
+from service.models import Identity, Snapshot
 from tests.conftest import Caller, Stack, rpc_error, serving
 
 
@@ -220,6 +221,22 @@ def test_chats_nobody_watches_take_no_memory(stack: Stack, caller: Caller, chat_
     while events.followed() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert events.followed() == 0
+
+
+def test_a_watch_that_replayed_keeps_no_page_of_snapshots(caller: Caller, chat_id: str) -> None:
+    """A watch replaying 150 snapshots read them in pages of 100 and kept the last page (50) for its life."""
+    for i in range(150):
+        caller.save(chat_id, f"message {i}")
+    stream = caller.stub.WatchChat(api.WatchChatRequest(chat_id=chat_id, after_version=0), metadata=caller.md)
+    try:
+        assert [next(stream).snapshot.version for _ in range(150)] == list(range(1, 151))
+        time.sleep(0.5)  # the watch goes on to wait for new snapshots
+        gc.collect()
+        chat = uuid.UUID(chat_id)
+        held = [o for o in gc.get_objects() if isinstance(o, Snapshot) and o.chat_id == chat]
+        assert len(held) <= 2  # the last one sent, in the watch and its handler
+    finally:
+        stream.cancel()
 
 
 def test_a_compare_too_large_for_one_answer_comes_in_pages(caller: Caller, chat_id: str) -> None:
