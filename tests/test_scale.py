@@ -258,6 +258,13 @@ def _plan(scene: Scene, name: str, params: dict[str, object]) -> list[str]:
         return [row[0] for row in conn.execute("explain (analyze, costs off) " + query(name), params).fetchall()]
 
 
+def _keyed(plan: list[str], removed: str) -> None:
+    """A one-statement write's plan: no sequential scan, and no node whose `removed` count passes 100 rows."""
+    assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)
+    counts = [int(line.split(":")[1].split()[0]) for line in plan if removed in line]
+    assert not any(n > 100 for n in counts), "\n".join(plan)
+
+
 @pytest.mark.parametrize("scene_name", ["busy", "fresh"])
 def test_lookups_by_key_never_scan_the_chat_or_tenant(scene_name: str, request: pytest.FixtureRequest) -> None:
     """A new tenant looks like one row to the planner: a lookup must still be a lookup.
@@ -397,9 +404,7 @@ def test_a_save_in_one_statement_reaches_every_row_by_its_key(scene_name: str, r
         plan = [row[0] for row in conn.execute("explain (analyze, costs off) " + query("save_message"), params)]
         conn.rollback()  # the plan, not the row
     assert any("tm_chats_pkey" in line for line in plan), "\n".join(plan)
-    assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)
-    removed = [int(line.split(":")[1].split()[0]) for line in plan if "Rows Removed by Filter" in line]
-    assert not any(n > 100 for n in removed), "\n".join(plan)
+    _keyed(plan, "Rows Removed by Filter")
 
 
 @pytest.mark.parametrize("deleted", [False, True], ids=["edit", "delete"])
@@ -434,7 +439,5 @@ def test_an_edit_in_one_statement_reaches_every_row_by_its_key(
         plan = [row[0] for row in conn.execute("explain (analyze, costs off) " + query("edit_message"), params)]
         conn.rollback()  # the plan, not the row
     assert any("Insert on tm_message_versions" in line for line in plan), "\n".join(plan)
-    assert not [line for line in plan if "Seq Scan" in line], "\n".join(plan)
-    removed = [int(line.split(":")[1].split()[0]) for line in plan if "Rows Removed by" in line]
-    assert not any(n > 100 for n in removed), "\n".join(plan)
+    _keyed(plan, "Rows Removed by")
     assert not [line for line in plan if "never executed" in line and "Scan" in line], "\n".join(plan)
